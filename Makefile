@@ -1,0 +1,41 @@
+# vhakit: one command to set up and run the demo, one to set up and run the tests.
+#   make demo   - create .venv, install torch (CPU) + vhakit with extras, run `vhakit demo`
+#   make test   - same set-up, then the whole test suite (unit tests + notebooks in fast mode)
+#   make lab    - same set-up, then JupyterLab on localhost (token authentication on)
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+EXTRAS ?= notebooks,viz,dev
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.vhakit-installed
+PYTEST_ARGS ?=
+export VTK_DEFAULT_OPENGL_WINDOW ?= vtkEGLRenderWindow
+
+.PHONY: setup demo test lab lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Re-install only when the package metadata changed (or TORCH/EXTRAS were overridden).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	@echo "$(TORCH) [$(EXTRAS)]" > $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/vhakit demo
+
+test: setup
+	VHAKIT_FAST=1 $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 tests notebooks $(PYTEST_ARGS)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/ --ip=127.0.0.1 --no-browser
+
+lint: setup
+	$(BIN)/ruff check vhakit tests data_scripts benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

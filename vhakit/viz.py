@@ -1,0 +1,93 @@
+"""Figures: matplotlib drawings of meshes and points that work everywhere (headless, CI, exported
+notebooks). Interactive pyvista scenes build on the same inputs.
+
+World frame (the body model's): x = the body's left, y up, z = the direction the body faces.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib.collections import PolyCollection
+
+__all__ = ["draw_mesh", "PART_COLORS", "part_colors", "view_rotation"]
+
+# One colour per SMPL joint (24): left limbs warm, right limbs cool, torso grey/green, head beige.
+PART_COLORS = np.array([
+    [0.55, 0.55, 0.60],  # pelvis
+    [0.90, 0.45, 0.25], [0.25, 0.45, 0.90],  # left / right hip
+    [0.55, 0.65, 0.55],  # spine1
+    [0.95, 0.60, 0.30], [0.30, 0.60, 0.95],  # knees
+    [0.60, 0.70, 0.55],  # spine2
+    [0.85, 0.35, 0.20], [0.20, 0.35, 0.85],  # ankles
+    [0.65, 0.75, 0.60],  # spine3
+    [0.75, 0.30, 0.15], [0.15, 0.30, 0.75],  # feet
+    [0.85, 0.75, 0.60],  # neck
+    [0.95, 0.70, 0.35], [0.35, 0.70, 0.95],  # collars
+    [0.95, 0.85, 0.70],  # head
+    [0.95, 0.55, 0.35], [0.35, 0.55, 0.95],  # shoulders
+    [0.90, 0.40, 0.30], [0.30, 0.40, 0.90],  # elbows
+    [0.85, 0.30, 0.25], [0.25, 0.30, 0.85],  # wrists
+    [0.80, 0.25, 0.20], [0.20, 0.25, 0.80],  # hands
+])
+
+
+def part_colors(part_labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Per-vertex RGB in [0, 1] from SMPL part labels ``(V,)`` (values 0..23) -> ``(V, 3)``."""
+    labels = np.asarray(part_labels.cpu() if isinstance(part_labels, torch.Tensor) else part_labels)
+    return PART_COLORS[labels.astype(np.int64)]
+
+
+def view_rotation(azimuth_deg: float, elevation_deg: float = 0.0) -> np.ndarray:
+    """Rotation ``(3, 3)`` from world to a viewer frame (x right, y up, z towards the viewer).
+
+    ``azimuth_deg = 0`` looks at the body's front (the viewer stands on +z); 90 looks at the
+    body's left side.
+    """
+    a, e = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
+    yaw = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
+    pitch = np.array([[1, 0, 0], [0, np.cos(e), -np.sin(e)], [0, np.sin(e), np.cos(e)]])
+    return pitch @ yaw
+
+
+def draw_mesh(ax, vertices, faces, vertex_colors=None, azimuth_deg: float = 0.0,
+              elevation_deg: float = 0.0, light=(0.3, 0.5, 1.0)) -> PolyCollection:
+    """Draw a shaded triangle mesh with the painter's algorithm (orthographic view).
+
+    Args:
+        ax: a 2-D matplotlib axes.
+        vertices: ``(V, 3)`` metres (tensor or array).
+        faces: ``(F, 3)`` vertex indices.
+        vertex_colors: ``(V, 3)`` RGB in [0, 1]; light grey when None.
+        azimuth_deg, elevation_deg: viewing direction, see :func:`view_rotation`.
+        light: direction towards the light in the viewer frame.
+    Returns:
+        the PolyCollection added to ``ax``.
+    """
+    v = np.asarray(vertices.detach().cpu() if isinstance(vertices, torch.Tensor) else vertices,
+                   dtype=np.float64)
+    f = np.asarray(faces.cpu() if isinstance(faces, torch.Tensor) else faces, dtype=np.int64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    p = v @ view_rotation(azimuth_deg, elevation_deg).T  # (V, 3) viewer frame
+    tri = p[f]  # (F, 3, 3)
+    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
+    # Orient every normal towards the viewer: robust to the mesh's winding order. Back faces are
+    # drawn first (far to near) and covered by the front ones.
+    normal *= np.where(normal[:, 2:3] < 0, -1.0, 1.0)
+    light_dir = np.asarray(light, dtype=np.float64)
+    light_dir = light_dir / np.linalg.norm(light_dir)
+    shade = 0.35 + 0.65 * np.clip(normal @ light_dir, 0.0, 1.0)
+    base = (np.full((len(v), 3), 0.8) if vertex_colors is None
+            else np.asarray(vertex_colors, dtype=np.float64))
+    color = base[f].mean(axis=1) * shade[:, None]
+    order = np.argsort(tri[:, :, 2].mean(axis=1))  # far to near
+    coll = PolyCollection(tri[order, :, :2], facecolors=np.clip(color[order], 0, 1),
+                          edgecolors="none", antialiased=False)
+    ax.add_collection(coll)
+    ax.set_aspect("equal")
+    ax.autoscale_view()
+    ax.axis("off")
+    return coll
