@@ -19,12 +19,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     dev = default_device()
     print(f"  device       {dev}" + (f" ({__import__('torch').cuda.get_device_name(0)})"
                                      if dev.type == "cuda" else ""))
-    from vhakit.body import BodyModel, find_smpl_files
+    from vhakit.body import BodyModel
+    from vhakit.smpl_files import GENDERS, find_smpl_file
 
     body = BodyModel.open()
     print(f"  body model   {body.name}: {body.num_vertices} vertices, {len(body.faces)} faces, "
           f"{len(body.subsample_indices)} subsampled vertices (open, licence-free default)")
-    found = find_smpl_files(args.smpl_dir)
+    found = {}
+    for gender in GENDERS:
+        try:
+            found[gender] = find_smpl_file(args.smpl_dir, gender)
+        except FileNotFoundError:
+            pass
     if found:
         print("  licensed SMPL found: " + ", ".join(str(p) for p in found.values()))
     else:

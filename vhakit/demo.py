@@ -69,7 +69,7 @@ def plot_bodies(body, poses: dict[str, torch.Tensor], betas: torch.Tensor | None
                    transl=torch.zeros(B, 3))
     colors = part_colors(body.part_labels)
     fig, axes = plt.subplots(1, B, figsize=(3.2 * B, 4.2))
-    for ax, name, verts in zip(axes, names, out.vertices):
+    for ax, name, verts in zip(axes, names, out.vertices, strict=False):
         draw_mesh(ax, verts, body.faces, colors, azimuth_deg=azimuth_deg)
         ax.set_title(name)
     fig.tight_layout()
