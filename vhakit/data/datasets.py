@@ -1,0 +1,143 @@
+"""Torch datasets over the kit's data: meshes for VHA, multi-view images for BCP and the baseline.
+
+Samples are dicts of tensors (float32, metres):
+
+- :class:`MeshDataset`: ``vertices108 (108, 3)``, ``pelvis (3,)`` (= joint 0), ``joints (24, 3)``,
+  ``betas (10,)``, ``poses (72,)``, ``transl (3,)``.
+- :class:`MultiViewDataset`: the same plus ``images (V, 3, H, W)`` in [0, 1], cameras
+  ``K (V, 3, 3)``, ``R (V, 3, 3)``, ``t (V, 3)``, ``dist (V, 5)`` and ``visibility (V, 108)``
+  (1.0 = visible).
+
+Heatmaps are never stored: the trainers build them on the device from ``vertices108``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from vhakit.data.store import MESH_ARRAYS, DatasetInfo, open_dataset, read_image
+
+__all__ = ["MeshDataset", "MultiViewDataset", "mesh_arrays_from_params"]
+
+
+def mesh_arrays_from_params(body, poses: np.ndarray, betas: np.ndarray, transl: np.ndarray,
+                            batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Pose the body model: ``poses (F, 72)``, ``betas (F, 10)``, ``transl (F, 3)`` ->
+    ``vertices108 (F, 108, 3)`` and ``joints (F, 24, 3)`` (float32), in batches, no gradients."""
+    poses = np.asarray(poses, dtype=np.float32)
+    F = len(poses)
+    for name, arr, width in (("poses", poses, 72), ("betas", betas, 10), ("transl", transl, 3)):
+        if np.shape(arr) != (F, width):
+            raise ValueError(f"{name} must have shape ({F}, {width}), got {np.shape(arr)}")
+    v108 = np.empty((F, 108, 3), np.float32)
+    joints = np.empty((F, 24, 3), np.float32)
+    with torch.no_grad():
+        for s in range(0, F, batch_size):
+            e = min(F, s + batch_size)
+            out = body.from_poses(torch.as_tensor(poses[s:e]),
+                                  torch.as_tensor(np.asarray(betas[s:e], np.float32)),
+                                  torch.as_tensor(np.asarray(transl[s:e], np.float32)))
+            v108[s:e] = out.vertices108.numpy()
+            joints[s:e] = out.joints.numpy()
+    return {"vertices108": v108, "joints": joints}
+
+
+class MeshDataset(Dataset):
+    """Body meshes for VHA: a sample is the 108 vertices of one posed body and its pelvis.
+
+    Build it from a dataset folder (:meth:`from_dir`), from a named split in memory with no
+    images (:meth:`from_split`, e.g. ``prior_pool``), or from arrays.
+
+    Args:
+        arrays: ``poses (F, 72)``, ``betas (F, 10)``, ``transl (F, 3)``, ``vertices108 (F, 108, 3)``,
+            ``joints (F, 24, 3)``.
+        names: optional per-frame labels.
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray], names: list[str] | None = None):
+        missing = [k for k in MESH_ARRAYS if k not in arrays]
+        if missing:
+            raise ValueError(f"arrays lacks {missing}; need {list(MESH_ARRAYS)}")
+        F = len(arrays["poses"])
+        for key in MESH_ARRAYS:
+            if len(arrays[key]) != F:
+                raise ValueError(f"arrays[{key!r}] has {len(arrays[key])} frames, poses has {F}")
+        v = np.asarray(arrays["vertices108"])
+        if v.ndim != 3 or v.shape[2] != 3:
+            raise ValueError(f"vertices108 must have shape (F, N, 3), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError("vertices108 contains NaN or inf; rebuild the dataset")
+        self.arrays = {k: torch.as_tensor(np.asarray(arrays[k], dtype=np.float32))
+                       for k in MESH_ARRAYS}
+        self.names = list(names) if names is not None else [f"frame {i}" for i in range(F)]
+
+    @classmethod
+    def from_dir(cls, root: str | Path) -> "MeshDataset":
+        info = open_dataset(root)
+        return cls({k: info.array(k) for k in MESH_ARRAYS}, info.meta.get("frame_names"))
+
+    @classmethod
+    def from_split(cls, split: str, part: str = "train", size: str = "tiny", seed: int = 0,
+                   body=None) -> "MeshDataset":
+        """Pose the body model on the frames of a named split (see :mod:`vhakit.data.splits`)."""
+        from vhakit.body import BodyModel
+        from vhakit.data.splits import split_frames
+
+        body = body if body is not None else BodyModel.open()
+        fr = split_frames(split, part=part, size=size, seed=seed)
+        arrays = {k: fr[k] for k in ("poses", "betas", "transl")}
+        arrays.update(mesh_arrays_from_params(body, fr["poses"], fr["betas"], fr["transl"]))
+        return cls(arrays, list(fr.get("names", [])) or None)
+
+    def subset(self, indices) -> "MeshDataset":
+        """A new dataset holding the frames ``indices`` (e.g. a smaller training set)."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        out = object.__new__(type(self))
+        out.arrays = {k: v[idx] for k, v in self.arrays.items()}
+        out.names = [self.names[i] for i in idx.tolist()]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.arrays["poses"])
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = {k: v[i] for k, v in self.arrays.items()}
+        s["pelvis"] = s["joints"][0]
+        return s
+
+
+class MultiViewDataset(MeshDataset):
+    """Calibrated multi-view images of posed bodies, for BCP and the baseline.
+
+    Args:
+        root: a dataset folder with images (``vhakit make-data`` or a ``prepare_*`` script).
+        views: optional subset of view indices to use.
+    """
+
+    def __init__(self, root: str | Path, views: list[int] | None = None):
+        info: DatasetInfo = open_dataset(root, require_images=True)
+        super().__init__({k: info.array(k) for k in MESH_ARRAYS}, info.meta.get("frame_names"))
+        self.root = Path(root)
+        self.num_views = info.num_views
+        self.views = list(range(self.num_views)) if views is None else list(views)
+        if not self.views or any(not 0 <= v < self.num_views for v in self.views):
+            raise ValueError(f"views must be indices in [0, {self.num_views}), got {views}")
+        sel = torch.as_tensor(self.views)
+        for key in ("K", "R", "t", "dist", "visibility"):
+            self.arrays[key] = torch.as_tensor(info.array(key).astype(np.float32))[:, sel]
+        self.frame_index = torch.arange(len(self))
+
+    def subset(self, indices) -> "MultiViewDataset":
+        out = super().subset(indices)
+        out.root, out.num_views, out.views = self.root, self.num_views, self.views
+        out.frame_index = self.frame_index[torch.as_tensor(indices, dtype=torch.long)]
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        s = super().__getitem__(i)
+        imgs = read_image(self.root, int(self.frame_index[i]), self.num_views)[self.views]
+        s["images"] = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0  # (V, 3, H, W)
+        return s
