@@ -1,0 +1,219 @@
+"""The trainer: configs and presets, augmentation, atomic checkpoints and their errors, exact
+resume after SIGKILL, DDP (torchrun, gloo) == one process, logs and plots."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_worker import StickFigureDataset
+
+from vhakit.config import get_preset, vha_configs
+from vhakit.train import (
+    augment_params,
+    check_compatible,
+    load_checkpoint,
+    load_vha,
+    plot_history,
+    rotate_about_y,
+    save_checkpoint,
+    train_vha,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = str(Path(__file__).with_name("train_worker.py"))
+
+
+def run_worker(out: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, WORKER, str(out), *args], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def model_state(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path)["model"]
+
+
+# ------------------------------------------------------------------------------ configuration
+def test_presets_and_overrides():
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*paper.*teaching.*tiny"):
+        get_preset("huge")
+    with pytest.raises(ValueError, match=r"unknown override 'batchsize'.*did you mean \['batch_size'"):
+        vha_configs("tiny", batchsize=8)
+    with pytest.raises(ValueError, match="unknown override 'model.lr'"):
+        vha_configs("tiny", **{"model.lr": 1e-4})
+    cfg = vha_configs("tiny", lr=5e-4, **{"model.grid": 32}, rotate=False)
+    assert (cfg.train.lr, cfg.model.grid, cfg.task.rotate) == (5e-4, 32, False)
+    assert vha_configs("tiny").train.lr == 1e-3  # the override did not leak into the preset
+    t = vha_configs("teaching")
+    assert (t.model.grid, t.train.batch_size, t.train.autocast) == (32, 10, "off")
+    assert (vha_configs("tiny").model.grid, vha_configs("tiny").train.batch_size) == (16, 4)
+    with pytest.raises(ValueError, match="autocast must be one of"):
+        vha_configs("tiny", autocast="fp16")
+
+
+# ------------------------------------------------------------------------------- augmentation
+def test_augmentation_is_a_function_of_seed_epoch_and_index():
+    a1, j1 = augment_params(0, 3, torch.tensor([5, 9, 2]), 0.05, True)
+    a2, j2 = augment_params(0, 3, torch.tensor([2, 5]), 0.05, True)
+    torch.testing.assert_close(a1[[2, 0]], a2)  # same sample -> same draw, whatever the batch
+    torch.testing.assert_close(j1[[2, 0]], j2)
+    a3, _ = augment_params(0, 4, torch.tensor([5, 9, 2]), 0.05, True)
+    assert not torch.equal(a1, a3)  # a new epoch draws anew
+    assert ((a1 >= 0) & (a1 < 2 * math.pi)).all() and (j1.abs() <= 0.05).all()
+    a0, j0 = augment_params(0, 3, torch.tensor([5]), 0.0, False)
+    assert a0.item() == 0 and j0.abs().max().item() == 0
+
+
+def test_rotation_about_the_vertical_axis():
+    origin = torch.tensor([[1.0, 0.9, -2.0]])
+    p = origin[:, None] + torch.tensor([[[0.0, 0.3, 1.0], [0.5, -0.2, 0.0]]])
+    q = rotate_about_y(p, torch.tensor([math.pi / 2]), origin)
+    # +z turns to +x (right-handed about +y); heights and distances to the axis are kept
+    torch.testing.assert_close(q[0, 0] - origin[0], torch.tensor([1.0, 0.3, 0.0]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(q[0, 1] - origin[0], torch.tensor([0.0, -0.2, -0.5]), atol=1e-6, rtol=0)
+
+
+# -------------------------------------------------------------------------------- checkpoints
+def test_atomic_save_never_leaves_a_torn_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"model": {"w": torch.ones(3)}, "optimizer": {}, "run_config": {},
+                           "position": {}})
+
+    def crash(*args):  # the process dies between writing the temporary file and the rename
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, {"model": {"w": torch.zeros(3)}, "optimizer": {}, "run_config": {},
+                               "position": {}})
+    monkeypatch.undo()
+    torch.testing.assert_close(load_checkpoint(path)["model"]["w"], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_corrupt_foreign_and_mismatched_checkpoints_give_clear_errors(tmp_path):
+    out = tmp_path / "run"
+    train_vha("tiny", data=StickFigureDataset(8), out_dir=out, progress=False, max_steps=2)
+    good = (out / "last.pt").read_bytes()
+    bad = tmp_path / "truncated.pt"
+    bad.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not a vhakit checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    # resume with another configuration: every difference is named, nothing is loaded
+    with pytest.raises(ValueError, match=r"(?s)model\.grid: checkpoint 16, this run 32.*train\.lr"):
+        train_vha("tiny", data=StickFigureDataset(8), out_dir=out, resume=True, progress=False,
+                  grid=32, lr=1e-4)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        train_vha("tiny", data=StickFigureDataset(8), out_dir=out, progress=False)
+    (out / "last.pt").write_bytes(good[:100])
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        train_vha("tiny", data=StickFigureDataset(8), out_dir=out, resume=True, progress=False)
+    check_compatible({"train": {"epochs": 2}}, {"train": {"epochs": 5}})  # may change on resume
+
+
+def test_logs_best_checkpoint_plot_and_reload(tmp_path):
+    out = tmp_path / "run"
+    res = train_vha("tiny", data=StickFigureDataset(8), eval_data=StickFigureDataset(4, seed=1),
+                    out_dir=out, progress=False, epochs=2, log_every=1)
+    rows = json.loads((out / "metrics.json").read_text())["history"]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
+    evals = [r for r in rows if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [2, 4] and all(r["mpve_mm"] > 0 for r in evals)
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"split", "step", "loss", "mpve_mm", "mpve_mid_mm", "samples_per_s"} <= set(header)
+    assert res.best == min(r["mpve_mm"] for r in evals)
+    fig = plot_history(out, out=tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000 and len(fig.axes) == 2
+    model = load_vha(out / "last.pt", device="cpu")
+    for k, v in res.model.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[k], v.cpu())
+
+
+# ------------------------------------------------------------------------------ crash safety
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = ["--samples", "24", "epochs=2", "save_every=2", "deterministic=True"]  # 6 steps per epoch
+    ref = run_worker(tmp_path / "ref", *args)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "crash"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, WORKER, str(out), "--sleep", "0.05", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (out / "last.pt").exists():  # the first checkpoint: step 2, mid-epoch 0
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    pos = load_checkpoint(out / "last.pt")["position"]
+    assert pos["step"] < 12 and pos["batch"] > 0, pos  # killed mid-epoch, with work left
+    res = run_worker(out, "--resume", *args)
+    assert res.returncode == 0, res.stderr
+    a, b = model_state(tmp_path / "ref" / "last.pt"), model_state(out / "last.pt")
+    assert a.keys() == b.keys()
+    diff = {k: (a[k] - b[k]).abs().max().item() for k in a if not torch.equal(a[k], b[k])}
+    assert not diff, f"weights differ after resume: {diff}"
+    opt_a = load_checkpoint(tmp_path / "ref" / "last.pt")["optimizer"]["state"]
+    opt_b = load_checkpoint(out / "last.pt")["optimizer"]["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
+
+
+# ------------------------------------------------------------------------------------- DDP
+def test_torchrun_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
+    """2 ranks x 2 samples (gloo) == 1 process x 4 samples, augmentation on, after 3 Adam steps.
+
+    Float sums run in another order on the two layouts (rounding ~1e-7 relative: checked on the
+    Adam moments). Adam divides by sqrt(v), so a weight whose gradient nearly cancels turns that
+    rounding into a step-sized difference; lr = 1e-4 keeps such steps below the 1e-5 tolerance,
+    while a wrong data split or a missing all-reduce still moves weights by ~lr = 1e-4.
+    """
+    args = ["--samples", "16", "epochs=1", "max_steps=3", "batch_size=4", "save_every=0", "lr=1e-4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", WORKER, str(tmp_path / "ddp"), *args],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = run_worker(tmp_path / "single", *args)
+    assert single.returncode == 0, single.stderr
+    ck_ddp = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    ck_one = load_checkpoint(tmp_path / "single" / "last.pt")
+    assert ck_ddp["position"]["step"] == ck_one["position"]["step"] == 3
+    a, b = ck_ddp["model"], ck_one["model"]
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 1e-5, worst
+    m_a, m_b = ck_ddp["optimizer"]["state"], ck_one["optimizer"]["state"]
+    rel = max(((m_a[i]["exp_avg"] - m_b[i]["exp_avg"]).abs().max()
+               / m_b[i]["exp_avg"].abs().max().clamp(min=1e-30)).item() for i in m_b)
+    assert rel <= 1e-4, rel  # the averaged gradients agree
+    moved = max((a[k] - v).abs().max().item() for k, v in model_state_at_init().items())
+    assert moved > 5e-5  # the comparison is not vacuous: training changed the weights
+
+
+def model_state_at_init() -> dict[str, torch.Tensor]:
+    from vhakit.models.vha import VHA
+
+    torch.manual_seed(vha_configs("tiny").train.seed)
+    return VHA(vha_configs("tiny").model).state_dict()
+
+
+def test_train_vha_rejects_bad_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no dataset folder"):
+        train_vha("tiny", data=tmp_path / "missing", out_dir=tmp_path / "run", progress=False)
+    with pytest.raises(TypeError, match="torch Dataset"):
+        train_vha("tiny", data=[{"vertices108": torch.zeros(108, 3)}], out_dir=tmp_path / "run")
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train_vha("tiny", data=StickFigureDataset(3), out_dir=tmp_path / "run", progress=False)

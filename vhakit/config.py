@@ -1,0 +1,251 @@
+"""Configuration: small frozen dataclasses and the named presets, as one literal dict.
+
+Every default lives in exactly one place: the dataclass field. A preset lists only values; a run
+is ``preset + overrides``, and an override with an unknown name raises (no silent typos)::
+
+    cfg = vha_configs("teaching", epochs=3, lr=5e-4)   # -> VHARunConfig(model, task, train)
+    cfg.model.grid, cfg.train.batch_size                # 32, 10
+
+Presets (``PRESETS``; DESIGN.md "Presets"):
+
+* ``tiny``: CI and smoke tests, 16^3 grid, batch 4; seconds per epoch on a 2-core CPU.
+* ``teaching``: a 2-core CPU laptop, 32^3 grid, batch 10. Built for speed: the first
+  convolution is a strided scatter (no full-resolution feature maps in the encoder), the work
+  happens at G/2 = 16^3 and below, and each head is one upsampling step to 32 thin
+  full-resolution channels followed by the 1x1 convolution to the 108 logit volumes.
+  Built to learn fast too (measured on ``prior_pool``, see docs): the latent code stays spatial
+  at G/4 (16 x 8^3: each cell is 25 cm, so encoding and decoding stay local; a G/8 code
+  learned ~1.6x slower), the heads have 32 channels (the 108 logit maps are linear
+  combinations of them: 8 or 16 channels learned far slower), and the soft-argmax inverse
+  temperature is 10 with heads initialised 10x smaller (near-uniform heatmaps at the start,
+  but logits of order 1 suffice to sharpen them; with beta = 1 they must grow to ~10 first).
+* ``paper``: the paper's values (Sec. 3.1: 64^3 grid, 2.0 m cuboid, 108 vertices, Adam lr 1e-3,
+  batch 10, 55 epochs, no augmentation) and an LMT/V2V-like structure at full resolution
+  (BatchNorm, 7^3 first convolution at stride 1, 32 channels at 64^3, 1x1 output convolutions).
+  The paper's Fig. 2 is not available to us: the channel and latent sizes are the kit's choice.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import asdict, dataclass, fields
+
+__all__ = ["VHAConfig", "VHATaskConfig", "TrainConfig", "VHARunConfig", "PRESETS",
+           "get_preset", "build_configs", "vha_configs", "config_dict"]
+
+AUTOCAST_MODES = ("off", "bf16", "auto")
+NORMS = ("batch", "group", "none")  # as vhakit.models.blocks.NORMS (this module imports no torch)
+
+
+def _check_choice(value, name: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def _check_positive(value, name: str, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok:
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} "
+                         f"number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class VHAConfig:
+    """Vertex heatmap autoencoder (``vhakit.models.vha.VHA``).
+
+    Grid sizes: the stem maps the ``grid^3`` heatmaps to ``grid/stem_stride`` (level 0); each
+    further entry of ``channels`` halves the grid; the latent code is
+    ``(latent_channels, g, g, g)`` with ``g = grid / stem_stride / 2^(len(channels)-1)``.
+    """
+
+    n_vertices: int = 108  # subsampled mesh vertices (paper Sec. 3.1)
+    grid: int = 32  # voxels per cuboid axis, G (paper: 64)
+    side_m: float = 2.0  # cuboid edge length in metres (paper: 2.0)
+    stem_channels: int = 16  # output channels of the first (sparse) convolution
+    stem_kernel: int = 7  # V2V's first kernel size
+    stem_stride: int = 2  # 1 = full-resolution stem (paper); 2 = strided (teaching)
+    channels: tuple[int, ...] = (16, 32, 64)  # per level, level 0 at grid / stem_stride
+    latent_channels: int = 32
+    front_blocks: int = 1  # Res3D blocks at level 0 of the encoder (V2V front: 3)
+    blocks: int = 1  # Res3D blocks per level elsewhere (encoder and decoder)
+    refine_blocks: int = 1  # Res3D blocks between the intermediate head H' and the final head H
+    head_channels: int = 32  # full-resolution channels of each head (stem_stride 2 only)
+    head_init_scale: float = 1.0  # multiplies the Xavier init of the heads' 1x1 convolutions
+    norm: str = "group"  # "batch" | "group" | "none" (see vhakit.models.blocks)
+    beta: float = 1.0  # soft-argmax inverse temperature (LT's volume_multiplier)
+    outside: str = "clamp"  # vertices outside the cuboid: "clamp" to the nearest voxel or "error"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        for name in ("n_vertices", "grid", "stem_channels", "stem_kernel", "stem_stride",
+                     "latent_channels", "head_channels", "side_m", "beta", "head_init_scale"):
+            _check_positive(getattr(self, name), name)
+        for name in ("front_blocks", "blocks", "refine_blocks"):
+            _check_positive(getattr(self, name), name, allow_zero=True)
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
+        _check_choice(self.norm, "norm", NORMS)
+        _check_choice(self.outside, "outside", ("clamp", "error"))
+        if self.stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2 (the heads upsample by it), got "
+                             f"{self.stem_stride}")
+        if self.stem_kernel % 2 != 1:
+            raise ValueError(f"stem_kernel must be odd, got {self.stem_kernel}")
+        down = self.stem_stride * 2 ** (len(self.channels) - 1)
+        if self.grid % down:
+            raise ValueError(f"grid={self.grid} must be divisible by stem_stride * "
+                             f"2^(len(channels)-1) = {down}; change grid, stem_stride or channels")
+
+    @property
+    def latent_grid(self) -> int:
+        """Voxels per axis of the latent code volume."""
+        return self.grid // (self.stem_stride * 2 ** (len(self.channels) - 1))
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int, int]:
+        g = self.latent_grid
+        return (self.latent_channels, g, g, g)
+
+
+@dataclass(frozen=True)
+class VHATaskConfig:
+    """Augmentation of VHA training (evaluation never augments). Paper Sec. 3.1 uses none."""
+
+    rotate: bool = True  # random rotation about the vertical (y) axis through the pelvis
+    jitter_m: float = 0.05  # cuboid centre = pelvis + U[-jitter_m, jitter_m]^3 metres
+
+    def __post_init__(self) -> None:
+        _check_positive(self.jitter_m, "jitter_m", allow_zero=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The generic trainer (``vhakit.train.fit``); shared by VHA, BCP and the baseline."""
+
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 10  # global batch; split evenly over DDP ranks
+    epochs: int = 10
+    max_steps: int = 0  # stop after this many optimiser steps in total (0: no limit)
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda, mps, cpu), or e.g. "cpu", "cuda:1"
+    autocast: str = "off"  # "off", "bf16" or "auto" (bf16 on CUDA only; bf16 is slow on CPUs)
+    channels_last: bool = True  # channels_last_3d memory format: faster 3D convolutions
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True)
+    grad_clip: float = 0.0  # max gradient norm (0: off)
+    log_every: int = 10  # steps between train log rows
+    eval_every: int = 0  # steps between evaluations (0: at the end of every epoch)
+    save_every: int = 50  # steps between checkpoints (0: only at the end of every epoch)
+    num_workers: int = 0  # DataLoader workers (the datasets are small tensors: 0 is fine)
+
+    def __post_init__(self) -> None:
+        _check_positive(self.lr, "lr")
+        for name in ("batch_size", "epochs"):
+            _check_positive(getattr(self, name), name)
+        for name in ("max_steps", "log_every", "eval_every", "save_every", "num_workers",
+                     "grad_clip"):
+            _check_positive(getattr(self, name), name, allow_zero=True)
+        _check_choice(self.autocast, "autocast", AUTOCAST_MODES)
+
+
+@dataclass(frozen=True)
+class VHARunConfig:
+    """Everything one VHA training run is built from."""
+
+    model: VHAConfig
+    task: VHATaskConfig
+    train: TrainConfig
+
+
+# Presets: values only (defaults live in the dataclasses). Stage "vha" has three sections.
+PRESETS: dict[str, dict[str, dict[str, dict]]] = {
+    "tiny": {
+        "vha": {
+            "model": {"grid": 16, "stem_channels": 8, "channels": (8, 16), "latent_channels": 8,
+                      "head_channels": 16, "beta": 10.0, "head_init_scale": 0.1},
+            "task": {},
+            "train": {"batch_size": 4, "epochs": 2, "log_every": 5, "save_every": 20},
+        },
+    },
+    "teaching": {
+        "vha": {
+            "model": {"grid": 32, "stem_channels": 16, "channels": (16, 32), "latent_channels": 16,
+                      "head_channels": 32, "beta": 10.0, "head_init_scale": 0.1},
+            "task": {},
+            "train": {"batch_size": 10, "epochs": 10},
+        },
+    },
+    "paper": {
+        "vha": {
+            "model": {"grid": 64, "stem_channels": 16, "stem_stride": 1,
+                      "channels": (32, 64, 128, 128, 128), "latent_channels": 64,
+                      "front_blocks": 3, "refine_blocks": 2, "norm": "batch"},
+            "task": {"rotate": False, "jitter_m": 0.0},  # "No augmentation" (Sec. 3.1)
+            "train": {"lr": 1e-3, "batch_size": 10, "epochs": 55, "autocast": "auto",
+                      "save_every": 500, "log_every": 50},
+        },
+    },
+}
+
+
+def get_preset(name: str) -> dict[str, dict[str, dict]]:
+    """A deep copy of ``PRESETS[name]``; ValueError naming the known presets otherwise."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])
+
+
+def build_configs(values: dict[str, dict], classes: dict[str, type],
+                  overrides: dict | None = None) -> dict[str, object]:
+    """Instantiate ``classes[section](**values[section])`` with ``overrides`` applied.
+
+    An override is a bare field name (``lr=1e-4``) and goes to the one section that has it, or
+    ``"section.field"`` when a name is in several sections. Unknown names raise ValueError with
+    the close matches; so do unknown keys inside ``values``.
+    """
+    values = {sec: dict(values.get(sec, {})) for sec in classes}
+    owners: dict[str, list[str]] = {}
+    for sec, cls in classes.items():
+        names = {f.name for f in fields(cls)}
+        unknown = set(values[sec]) - names
+        if unknown:
+            raise ValueError(f"preset section {sec!r} has unknown keys {sorted(unknown)} for "
+                             f"{cls.__name__}; known: {sorted(names)}")
+        for n in names:
+            owners.setdefault(n, []).append(sec)
+    for key, val in (overrides or {}).items():
+        sec, _, name = key.rpartition(".")
+        if sec:
+            if sec not in classes or sec not in owners.get(name, []):
+                raise ValueError(f"unknown override {key!r}; sections: {sorted(classes)}")
+        else:
+            secs = owners.get(name)
+            if not secs:
+                close = difflib.get_close_matches(name, list(owners), n=3)
+                hint = f"; did you mean {close}?" if close else ""
+                raise ValueError(f"unknown override {name!r}{hint} Known: {sorted(owners)}")
+            if len(secs) > 1:
+                raise ValueError(f"override {name!r} is ambiguous; write one of "
+                                 f"{[s + '.' + name for s in secs]}")
+            sec = secs[0]
+        values[sec][name] = val
+    return {sec: cls(**values[sec]) for sec, cls in classes.items()}
+
+
+def vha_configs(preset: str = "teaching", **overrides) -> VHARunConfig:
+    """The configs of a VHA run: preset ``preset`` with keyword overrides (field names of
+    :class:`VHAConfig`, :class:`VHATaskConfig` or :class:`TrainConfig`)."""
+    cfg = build_configs(get_preset(preset)["vha"],
+                        {"model": VHAConfig, "task": VHATaskConfig, "train": TrainConfig},
+                        overrides)
+    return VHARunConfig(**cfg)
+
+
+def config_dict(cfg) -> dict:
+    """A plain dict of a config dataclass (tuples become lists: JSON and checkpoint friendly)."""
+    def plain(v):
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return plain(asdict(cfg))

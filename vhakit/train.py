@@ -1,0 +1,613 @@
+"""One trainer for every model of the kit (VHA now; BCP and the LMT-style baseline plug in).
+
+A model is trained by :func:`fit` together with a *task*: an object with
+``compute_loss(model, batch, ctx) -> (loss, metrics)`` and ``evaluate(model, loader, device) ->
+metrics`` (:class:`Task`). The trainer owns everything else:
+
+* Adam, seeding, device choice (cuda, mps, cpu; ``VHAKIT_DEVICE`` overrides), optional bf16
+  autocast (never the default on CPU: ~60x slower there), channels-last-3d memory format.
+* tqdm progress with the running loss; train rows every ``log_every`` steps and evaluation rows
+  (``eval_every`` steps or each epoch) in ``metrics.csv`` and ``metrics.json``; see
+  :func:`plot_history`.
+* Checkpoints (``last.pt``, and ``best.pt`` for the best evaluation) holding the model, the
+  optimiser, the RNG states, the position (epoch, batch within the epoch, step), the history and
+  the run's configuration. Written atomically: a temporary file in the same folder, fsync, then
+  ``os.replace``; a crash leaves either the old or the new file, never a torn one.
+* ``resume=True`` continues exactly: the same weights as a run that was never interrupted. The
+  sample order of epoch ``e`` is a permutation seeded by ``seed + e`` (``DistributedSampler``), so
+  a mid-epoch resume skips the batches already done; augmentation is drawn per sample from
+  ``(seed, epoch, sample index)`` and needs no generator state (it is therefore also independent
+  of the number of processes).
+* DDP under ``torchrun`` (detected from ``WORLD_SIZE``): NCCL on GPUs, gloo on CPUs; the
+  configured ``batch_size`` is the global batch, split evenly over the ranks; rank 0 logs,
+  evaluates and writes checkpoints.
+
+Datasets yield dicts of tensors; ``fit`` adds ``sample_index``. Batches are moved to the training
+device and everything derived from them (heatmaps, voxel indices) is computed there.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import time
+import uuid
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from vhakit.config import TrainConfig, VHATaskConfig, config_dict, vha_configs
+from vhakit.runtime import default_device
+
+__all__ = ["Task", "StepContext", "VHATask", "TrainResult", "fit", "train_vha", "load_vha",
+           "save_checkpoint", "load_checkpoint", "check_compatible", "augment_params",
+           "rotate_about_y", "plot_history", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "vhakit-checkpoint-1"
+# Settings that may change when resuming: they do not change what the run computes.
+RESUME_MUTABLE = {"train.epochs", "train.max_steps", "train.log_every", "train.eval_every",
+                  "train.save_every", "train.device", "train.num_workers"}
+
+
+# ----------------------------------------------------------------------------- task protocol
+@dataclass(frozen=True)
+class StepContext:
+    """What a task may need to know about the current step."""
+
+    epoch: int
+    step: int
+    device: torch.device
+    seed: int
+
+
+class Task(Protocol):
+    name: str
+    primary_metric: str  # evaluation metric to minimise (selects best.pt)
+
+    def compute_loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                     ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+    def evaluate(self, model: torch.nn.Module, loader: DataLoader,
+                 device: torch.device) -> dict[str, float]: ...
+
+
+def augment_params(seed: int, epoch: int, indices: torch.Tensor, jitter_m: float,
+                   rotate: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample augmentation, a pure function of ``(seed, epoch, sample index)``.
+
+    Returns ``angles (B,)`` radians in ``[0, 2 pi)`` (zeros if not ``rotate``) and
+    ``jitter (B, 3)`` metres in ``[-jitter_m, jitter_m]``, float32 on the CPU.
+    """
+    out = torch.empty(len(indices), 4)
+    for row, idx in enumerate(indices.tolist()):
+        g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_033 + int(idx))
+        out[row] = torch.rand(4, generator=g)
+    angles = out[:, 0] * (2 * math.pi) if rotate else torch.zeros(len(indices))
+    return angles, (2 * out[:, 1:] - 1) * jitter_m
+
+
+def rotate_about_y(points: torch.Tensor, angles: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``points (B, N, 3)`` by ``angles (B,)`` radians about the vertical (y) axis through
+    ``origin (B, 3)``; positive angles turn +z towards +x (right-handed about +y)."""
+    c, s = torch.cos(angles), torch.sin(angles)
+    one, zero = torch.ones_like(c), torch.zeros_like(c)
+    R = torch.stack([c, zero, s, zero, one, zero, -s, zero, c], -1).view(-1, 3, 3)  # (B, 3, 3)
+    return (points - origin[:, None]) @ R.transpose(1, 2) + origin[:, None]
+
+
+@dataclass(frozen=True)
+class VHATask:
+    """Train the VHA on batches ``{"vertices108": (B, 108, 3), "pelvis": (B, 3)}`` (metres):
+    augment on the device, encode the one-hot heatmaps, loss of paper Eqs. 2-4."""
+
+    config: VHATaskConfig = field(default_factory=VHATaskConfig)
+    name: str = "vha"
+    primary_metric: str = "mpve_mm"
+
+    def _inputs(self, batch: dict, ctx: StepContext | None) -> tuple[torch.Tensor, torch.Tensor]:
+        for key in ("vertices108", "pelvis"):
+            if key not in batch:
+                raise ValueError(f"VHA batches need 'vertices108' (B, 108, 3) and 'pelvis' (B, 3);"
+                                 f" got keys {sorted(batch)}")
+        verts, pelvis = batch["vertices108"].float(), batch["pelvis"].float()
+        if ctx is None or (not self.config.rotate and self.config.jitter_m == 0):
+            return verts, pelvis
+        angles, jitter = augment_params(ctx.seed, ctx.epoch, batch["sample_index"].cpu(),
+                                        self.config.jitter_m, self.config.rotate)
+        verts = rotate_about_y(verts, angles.to(verts.device), pelvis)
+        return verts, pelvis + jitter.to(verts.device)
+
+    def compute_loss(self, model, batch, ctx):
+        from vhakit.models.vha import vha_loss
+
+        verts, center = self._inputs(batch, ctx)
+        out = model(verts, center, return_logits=False)
+        loss, parts = vha_loss(out, verts)
+        with torch.no_grad():
+            mpve = (out.vertices - verts).norm(dim=-1).mean() * 1000
+        return loss, {**parts, "mpve_mm": mpve}
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, device):
+        """Mean per-vertex error (mm) of V and V' and the loss, over all samples, unaugmented."""
+        tot = torch.zeros(4, dtype=torch.float64)
+        for batch in loader:
+            batch = _to_device(batch, device)
+            verts, center = self._inputs(batch, None)
+            out = model(verts, center, return_logits=False)
+            err = (out.vertices - verts).norm(dim=-1).mean(-1) * 1000  # (B,) mm
+            err_mid = (out.vertices_mid - verts).norm(dim=-1).mean(-1) * 1000
+            loss = ((out.vertices - verts).abs().sum(-1).mean(-1)
+                    + (out.vertices_mid - verts).abs().sum(-1).mean(-1))
+            tot += torch.stack([err.sum(), err_mid.sum(), loss.sum(),
+                                torch.tensor(float(len(err)))]).double().cpu()
+        n = max(tot[3].item(), 1.0)
+        return {"mpve_mm": tot[0].item() / n, "mpve_mid_mm": tot[1].item() / n,
+                "loss": tot[2].item() / n}
+
+
+# ------------------------------------------------------------------------------- checkpoints
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old or the new file, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:  # os.open applies the umask (tempfile.mkstemp would make the file owner-only)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # persist the rename itself
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # some file systems cannot fsync a directory
+        pass
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Atomically write a checkpoint dict (see :func:`fit` for its keys)."""
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, buf)
+    _atomic_write(Path(path), buf.getvalue())
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; ValueError if it is truncated,
+    corrupt or not a vhakit checkpoint, FileNotFoundError if it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ...
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is "
+                         "truncated or corrupt. Delete it to start over, or restore a copy") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path} is not a vhakit checkpoint (format {got!r}, expected "
+                         f"{CHECKPOINT_FORMAT!r})")
+    missing = {"model", "optimizer", "run_config", "position"} - set(ckpt)
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {sorted(missing)}; it is incomplete")
+    return ckpt
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_compatible(saved: dict, current: dict, path: str | os.PathLike = "checkpoint",
+                     ignore: set[str] = frozenset(RESUME_MUTABLE)) -> None:
+    """ValueError listing every setting in which two run configurations differ (``ignore``d
+    keys excepted), e.g. ``model.grid: checkpoint 16, this run 32``."""
+    a, b = _flatten(saved), _flatten(current)
+    diffs = [f"{k}: checkpoint {a.get(k, '<absent>')!r}, this run {b.get(k, '<absent>')!r}"
+             for k in sorted(set(a) | set(b)) if k not in ignore and a.get(k) != b.get(k)]
+    if diffs:
+        raise ValueError(f"{path} was written by a different configuration:\n  " + "\n  ".join(diffs)
+                         + "\nResume with the original settings, or train into another out_dir.")
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                       "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+             "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    npst = state["numpy"]
+    np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["gauss"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# ------------------------------------------------------------------------ data and processes
+class _Indexed(Dataset):
+    """Adds ``sample_index`` (the dataset index) to each sample dict."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> dict:
+        sample = self.data[i]
+        if not isinstance(sample, dict):
+            raise TypeError(f"datasets must yield dicts of tensors, got {type(sample).__name__}")
+        return {**sample, "sample_index": torch.tensor(i)}
+
+
+class _ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (permutation seeded by ``seed + epoch``, rank ``r`` takes every
+    ``world``-th index) that can start an epoch after ``skip`` of its indices."""
+
+    skip = 0
+
+    def set_position(self, epoch: int, skip: int) -> None:
+        self.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.skip:])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+@dataclass
+class _Dist:
+    world: int = 1
+    rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _setup_dist(cfg: TrainConfig) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.device == "auto":
+        device = default_device()
+    else:
+        device = torch.device(cfg.device)
+    if world <= 1:
+        return _Dist(device=device)
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        device = torch.device("cpu")  # gloo: CPU tensors only
+    owns = not dist.is_initialized()
+    if owns:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(world, dist.get_rank(), device, owns)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+# ---------------------------------------------------------------------------------- history
+def _write_history(out_dir: Path, history: list[dict]) -> None:
+    cols: list[str] = []
+    for row in history:
+        cols += [k for k in row if k not in cols]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols)
+    writer.writeheader()
+    writer.writerows(history)
+    _atomic_write(out_dir / "metrics.csv", buf.getvalue().encode())
+    _atomic_write(out_dir / "metrics.json", json.dumps({"history": history}, indent=1).encode())
+
+
+def plot_history(history: str | os.PathLike | list[dict], out: str | os.PathLike | None = None):
+    """Loss and MPVE curves of a run: ``history`` is a run folder, its ``metrics.json`` or the
+    rows themselves. Returns a matplotlib ``Figure`` (no pyplot state), saved to ``out`` if given."""
+    from matplotlib.figure import Figure
+
+    if not isinstance(history, list):
+        path = Path(history)
+        path = path / "metrics.json" if path.is_dir() else path
+        history = json.loads(path.read_text())["history"]
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax_loss, ax_err = fig.subplots(1, 2)
+    for split, style in (("train", "-"), ("eval", "o-")):
+        rows = [r for r in history if r.get("split") == split]
+        steps = [r["step"] for r in rows]
+        if rows and "loss" in rows[0]:
+            ax_loss.plot(steps, [r["loss"] for r in rows], style, label=split, ms=3)
+        for key in ("mpve_mm", "mpve_mid_mm"):
+            if rows and key in rows[0]:
+                ax_err.plot(steps, [r[key] for r in rows], style, ms=3, label=f"{split} {key}")
+    ax_loss.set(xlabel="step", ylabel="loss (m)", yscale="log", title="loss")
+    ax_err.set(xlabel="step", ylabel="mm", title="mean per-vertex error")
+    for ax in (ax_loss, ax_err):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    if out is not None:
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+# -------------------------------------------------------------------------------------- fit
+@dataclass
+class TrainResult:
+    model: torch.nn.Module  # the trained model (unwrapped from DDP)
+    history: list[dict]
+    out_dir: Path
+    checkpoint: Path  # last.pt
+    best: float | None  # best evaluation value of the task's primary metric
+
+
+def fit(model: torch.nn.Module, task: Task, train_data: Dataset, config: TrainConfig,
+        out_dir: str | os.PathLike, *, eval_data: Dataset | None = None, resume: bool = False,
+        overwrite: bool = False, run_config: dict | None = None, progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``train_data`` with ``task``'s loss; see the module docstring.
+
+    Args:
+        config: optimiser, schedule, device, logging and checkpoint settings.
+        out_dir: checkpoints and metrics go here.
+        eval_data: evaluated every ``config.eval_every`` steps (0: after every epoch).
+        resume: continue from ``out_dir/last.pt`` if it exists (exactly); it must have been
+            written with the same ``run_config`` (except ``RESUME_MUTABLE`` settings).
+        overwrite: start afresh even if ``out_dir`` holds a checkpoint (default: FileExistsError).
+        run_config: everything that defines the run, stored in the checkpoint and compared on
+            resume; default ``{"train": config}``.
+        progress: tqdm bars (rank 0 only).
+    """
+    out_dir = Path(out_dir)
+    run_config = {**(run_config or {"train": config_dict(config)}), "task": task.name}
+    ckpt_path = out_dir / "last.pt"
+    if ckpt_path.exists() and not resume and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a checkpoint; pass resume=True to continue "
+                              "it, overwrite=True to start afresh, or choose another out_dir")
+    env = _setup_dist(config)
+    det_before = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, resume,
+                    run_config, progress)
+    finally:
+        torch.use_deterministic_algorithms(det_before)
+        if env.owns_group:
+            dist.destroy_process_group()
+
+
+def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, resume,
+         run_config, progress) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    if env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for tmp in out_dir.glob(".*.tmp"):  # left by a crash during a save
+            tmp.unlink(missing_ok=True)
+    if config.batch_size % env.world:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
+                         f"processes ({env.world})")
+    if config.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    _seed_everything(config.seed)
+    device = env.device
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    epoch, skip, step, history, best = 0, 0, 0, [], None
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        check_compatible(ckpt["run_config"], json.loads(json.dumps(run_config)), ckpt_path)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise ValueError(f"{ckpt_path} does not fit this model: {err}") from err
+        _set_rng_state(ckpt["rng"])
+        pos = ckpt["position"]
+        epoch, skip, step = pos["epoch"], pos["batch"], pos["step"]
+        history, best = list(ckpt.get("history", [])), ckpt.get("best")
+        if env.main:
+            _write_history(out_dir, history)  # drop rows logged after the checkpoint
+    elif resume and env.main:
+        print(f"resume: no checkpoint in {out_dir}; starting a new run")
+    net = model
+    if env.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    local_batch = config.batch_size // env.world
+    indexed = _Indexed(train_data)
+    sampler = _ResumableSampler(indexed, num_replicas=env.world, rank=env.rank, shuffle=True,
+                                seed=config.seed, drop_last=True)
+    loader = DataLoader(indexed, batch_size=local_batch, sampler=sampler,
+                        drop_last=True, num_workers=config.num_workers,
+                        pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(config.seed))
+    steps_per_epoch = sampler.num_samples // local_batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"train_data has {len(train_data)} samples, fewer than one batch of "
+                         f"{config.batch_size}; lower batch_size or add data")
+    eval_loader = None if eval_data is None else DataLoader(
+        _Indexed(eval_data), batch_size=config.batch_size, shuffle=False)
+    use_amp = config.autocast == "bf16" or (config.autocast == "auto" and device.type == "cuda")
+    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext())
+    saved_step = step if resume else -1
+
+    def state() -> dict:
+        ep, b = (epoch + 1, 0) if skip >= steps_per_epoch else (epoch, skip)
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(), "position": {"epoch": ep, "batch": b, "step": step},
+                "history": history, "best": best, "run_config": run_config}
+
+    def evaluate() -> None:
+        nonlocal best
+        if eval_loader is not None and env.main:
+            model.eval()
+            with amp:
+                metrics = task.evaluate(model, eval_loader, device)
+            model.train()
+            history.append({"split": "eval", "step": step, "epoch": epoch, **metrics})
+            value = metrics.get(task.primary_metric)
+            if value is not None and (best is None or value < best):
+                best = value
+                save_checkpoint(out_dir / "best.pt", state())
+            _write_history(out_dir, history)
+        if env.world > 1:
+            dist.barrier()
+
+    def save() -> None:
+        nonlocal saved_step
+        if env.main and saved_step != step:
+            save_checkpoint(ckpt_path, state())
+        saved_step = step
+
+    model.train()
+    done = config.max_steps and step >= config.max_steps
+    sums, count, t0 = None, 0, time.perf_counter()
+    while epoch < config.epochs and not done:
+        sampler.set_position(epoch, skip * local_batch)
+        bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not (progress and env.main), leave=False)
+        for batch in loader:
+            batch = _to_device(batch, device)
+            ctx = StepContext(epoch=epoch, step=step, device=device, seed=config.seed)
+            with amp:
+                loss, metrics = task.compute_loss(net, batch, ctx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step, skip = step + 1, skip + 1
+            vals = torch.stack([loss.detach().float()] + [v.float() for v in metrics.values()])
+            sums, count = (vals if sums is None else sums + vals), count + 1
+            bar.update(1)
+            if step % config.log_every == 0 or skip == steps_per_epoch:
+                if env.world > 1:
+                    dist.all_reduce(sums)
+                    sums /= env.world
+                mean = (sums / count).tolist()
+                row = {"split": "train", "step": step, "epoch": epoch,
+                       "loss": mean[0], **dict(zip(metrics, mean[1:], strict=True)),
+                       "samples_per_s": count * config.batch_size / (time.perf_counter() - t0)}
+                sums, count, t0 = None, 0, time.perf_counter()
+                bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
+                if env.main:
+                    history.append(row)
+                    _write_history(out_dir, history)
+            if config.eval_every and step % config.eval_every == 0:
+                evaluate()
+            if config.save_every and step % config.save_every == 0 and skip < steps_per_epoch:
+                save()  # (the end of an epoch saves after its evaluation, below)
+            if config.max_steps and step >= config.max_steps:
+                done = True
+                break
+        bar.close()
+        if skip >= steps_per_epoch:
+            if not config.eval_every:
+                evaluate()
+            save()  # position: start of the next epoch
+            epoch, skip = epoch + 1, 0
+    save()
+    return TrainResult(model, history, out_dir, ckpt_path, best)
+
+
+# ------------------------------------------------------------------------------------- VHA
+def train_vha(preset: str = "teaching", data: Dataset | None = None,
+              out_dir: str | os.PathLike = "runs/vha", resume: bool = False, *,
+              eval_data: Dataset | None = None, overwrite: bool = False, progress: bool = True,
+              **overrides) -> TrainResult:
+    """Train the vertex heatmap autoencoder: preset ``preset`` (``tiny``, ``teaching``, ``paper``)
+    with keyword overrides of any :class:`~vhakit.config.VHAConfig`,
+    :class:`~vhakit.config.VHATaskConfig` or :class:`~vhakit.config.TrainConfig` field.
+
+    Args:
+        data: a torch Dataset of dicts with ``vertices108 (108, 3)`` and ``pelvis (3,)`` metres,
+            or the folder of an on-disk dataset (``vhakit.data.MeshDataset.from_dir``).
+        eval_data: the same, for evaluation (MPVE in mm of V and V').
+        out_dir, resume, overwrite, progress: see :func:`fit`.
+    Returns:
+        :class:`TrainResult`; ``result.model`` is the trained :class:`~vhakit.models.vha.VHA`.
+    """
+    from vhakit.models.vha import VHA
+
+    data, eval_data = _as_dataset(data, "data"), _as_dataset(eval_data, "eval_data")
+    if data is None:
+        raise TypeError("data is required: a torch Dataset or a dataset folder")
+    cfg = vha_configs(preset, **overrides)
+    torch.manual_seed(cfg.train.seed)
+    model = VHA(cfg.model)
+    run_config = {"model": config_dict(cfg.model), "task_config": config_dict(cfg.task),
+                  "train": config_dict(cfg.train)}
+    return fit(model, VHATask(cfg.task), data, cfg.train, out_dir, eval_data=eval_data,
+               resume=resume, overwrite=overwrite, run_config=run_config, progress=progress)
+
+
+def _as_dataset(data, name: str) -> Dataset | None:
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        from vhakit.data.datasets import MeshDataset
+
+        if not Path(data).is_dir():
+            raise FileNotFoundError(f"{name}: no dataset folder at {data}")
+        return MeshDataset.from_dir(data)
+    raise TypeError(f"{name} must be a torch Dataset of dicts with 'vertices108' and 'pelvis', "
+                    f"or a dataset folder; got {type(data).__name__}")
+
+
+def load_vha(path: str | os.PathLike, device: str | torch.device | None = None):
+    """The trained :class:`~vhakit.models.vha.VHA` in a checkpoint (``last.pt`` / ``best.pt``, or
+    a run folder: its ``best.pt`` if present, else ``last.pt``), in eval mode."""
+    from vhakit.config import VHAConfig
+    from vhakit.models.vha import VHA
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
+    ckpt = load_checkpoint(path)
+    if ckpt["run_config"].get("task") != "vha":
+        raise ValueError(f"{path} holds a {ckpt['run_config'].get('task')!r} run, not a VHA")
+    model = VHA(VHAConfig(**ckpt["run_config"]["model"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device or default_device()).eval()
