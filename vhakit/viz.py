@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from matplotlib.collections import PolyCollection
 
-__all__ = ["draw_mesh", "PART_COLORS", "part_colors", "view_rotation"]
+__all__ = ["draw_mesh", "PART_COLORS", "part_colors", "view_rotation", "ERROR_CMAP",
+           "error_colors", "METHOD_COLORS", "method_color", "draw_frame"]
 
 # One colour per SMPL joint (24): left limbs warm, right limbs cool, torso grey/green, head beige.
 PART_COLORS = np.array([
@@ -35,6 +36,58 @@ def part_colors(part_labels: torch.Tensor | np.ndarray) -> np.ndarray:
     """Per-vertex RGB in [0, 1] from SMPL part labels ``(V,)`` (values 0..23) -> ``(V, 3)``."""
     labels = np.asarray(part_labels.cpu() if isinstance(part_labels, torch.Tensor) else part_labels)
     return PART_COLORS[labels.astype(np.int64)]
+
+
+ERROR_CMAP = "viridis"  # perceptually uniform, readable in grey print and by colour-blind readers
+
+#: Display colour of each method (RGB in [0, 1]); other names get a colour from their hash.
+METHOD_COLORS = {
+    "ground truth": (0.80, 0.80, 0.80),
+    "baseline": (0.93, 0.55, 0.20),
+    "VHA+BCP": (0.25, 0.50, 0.90),
+    "fitted": (0.30, 0.70, 0.40),
+}
+
+
+def method_color(method: str) -> tuple[float, float, float]:
+    """Display colour of a method: exact names from :data:`METHOD_COLORS`; any name containing
+    "fitted" is green; ``"baseline (stand-in)"`` takes ``"baseline"``'s; others a hashed hue."""
+    import colorsys
+
+    if method in METHOD_COLORS:
+        return METHOD_COLORS[method]
+    if "fitted" in method:
+        return METHOD_COLORS["fitted"]
+    for key, rgb in METHOD_COLORS.items():
+        if method.startswith(key):
+            return rgb
+    hue = sum(ord(c) * 31 ** i for i, c in enumerate(method)) % 360 / 360.0
+    return colorsys.hsv_to_rgb(hue, 0.6, 0.85)
+
+
+def error_colors(errors_m, clim_mm: tuple[float, float] | None = None,
+                 cmap: str = ERROR_CMAP) -> tuple[np.ndarray, tuple[float, float]]:
+    """Per-vertex colours of errors, and the colour scale limits in millimetres.
+
+    Args:
+        errors_m: ``(V,)`` per-vertex errors in metres (tensor or array).
+        clim_mm: ``(low, high)`` scale limits in mm; default the data's ``(min, max)``.
+        cmap: a matplotlib colour map name.
+    Returns:
+        ``(V, 3)`` RGB in [0, 1] and ``(low, high)`` in mm (what a scale bar must show).
+    """
+    import matplotlib
+
+    e = np.asarray(errors_m.detach().cpu() if isinstance(errors_m, torch.Tensor) else errors_m,
+                   dtype=np.float64)
+    if e.ndim != 1:
+        raise ValueError(f"errors_m must have shape (V,), got {e.shape}")
+    e_mm = e * 1000.0
+    lo, hi = (float(e_mm.min()), float(e_mm.max())) if clim_mm is None else map(float, clim_mm)
+    if not hi >= lo:
+        raise ValueError(f"clim_mm must be (low, high) with low <= high, got {clim_mm}")
+    x = np.clip((e_mm - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    return matplotlib.colormaps[cmap](x)[:, :3], (lo, hi)
 
 
 def view_rotation(azimuth_deg: float, elevation_deg: float = 0.0) -> np.ndarray:
@@ -91,3 +144,44 @@ def draw_mesh(ax, vertices, faces, vertex_colors=None, azimuth_deg: float = 0.0,
     ax.autoscale_view()
     ax.axis("off")
     return coll
+
+
+def draw_frame(fig, recons, frame: int, method: str, layers: dict[str, bool],
+               clim_mm=None, azimuth_deg: float = 20.0) -> None:
+    """Matplotlib version of the viewer's scene (see :func:`vhakit.scenes.frame_scene`): one
+    method's mesh on one frame, error colours with a colour bar in mm, the ground truth ghost and
+    the 108 points. Cameras are not drawn."""
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+
+    ax = fig.add_axes((0.0, 0.0, 0.84, 0.94))
+    gt = recons.meshes[recons.GT][frame]
+    verts = recons.meshes[method][frame]
+    if layers.get("ground truth ghost", False) and method != recons.GT:
+        draw_mesh(ax, gt, recons.faces, np.full((len(gt), 3), 0.9), azimuth_deg=azimuth_deg)
+    colors, clim = None, None
+    if method != recons.GT and layers.get("error colours", False):
+        colors, clim = error_colors(recons.vertex_errors_m(method)[frame], clim_mm)
+    else:
+        colors = np.tile(np.asarray(method_color(method)), (len(verts), 1))
+    if layers.get("mesh", True):
+        draw_mesh(ax, verts, recons.faces, colors, azimuth_deg=azimuth_deg)
+    if layers.get("108 points", False):
+        pts = recons.points108.get(method)
+        if pts is None and recons.subsample_indices is not None:
+            pts = recons.meshes[method][:, np.asarray(recons.subsample_indices)]
+        if pts is not None:
+            p = np.asarray(pts[frame]) @ view_rotation(azimuth_deg).T
+            ax.scatter(p[:, 0], p[:, 1], s=6, c="crimson", zorder=3)
+    all_gt = recons.meshes[recons.GT] @ view_rotation(azimuth_deg).T
+    lo, hi = all_gt.min(axis=(0, 1)), all_gt.max(axis=(0, 1))
+    pad = 0.05 * float(np.max(hi - lo))
+    ax.set_xlim(lo[0] - pad, hi[0] + pad)
+    ax.set_ylim(lo[1] - pad, hi[1] + pad)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.text(0.01, 0.97, f"{method}, frame {frame}", fontsize=9, va="top")
+    if clim is not None:
+        cax = fig.add_axes((0.87, 0.1, 0.03, 0.8))
+        norm = matplotlib.colors.Normalize(*clim)
+        fig.colorbar(ScalarMappable(norm=norm, cmap=ERROR_CMAP), cax=cax, label="error (mm)")
