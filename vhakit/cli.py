@@ -48,6 +48,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_make_data(args: argparse.Namespace) -> int:
+    from vhakit.data.build import build_dataset
+
+    build_dataset(preset=args.preset, split=args.split, part=args.part, out_dir=Path(args.out),
+                  seed=args.seed, overwrite=args.overwrite)
+    return 0
+
+
+def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
+    from vhakit.train import train_vha
+
+    train_vha(preset=args.preset, data=args.data, out_dir=args.out, resume=args.resume)
+    return 0
+
+
+def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
+    raise NotImplementedError("train-bcp lands with the BCP issue")
+
+
+def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
+    raise NotImplementedError("train-baseline lands with the BCP issue")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:  # owner: pipeline (lead)
+    raise NotImplementedError("evaluate lands with the BCP issue")
+
+
+def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
+    raise NotImplementedError("ablate lands with the tables issue")
+
+
+def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching issue (11)
+    raise NotImplementedError("pretrain-classroom lands with the teaching issue")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vhakit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -59,6 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the end-to-end demo; writes figures to runs/demo/")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("make-data", help="render a synthetic multi-view dataset to a folder")
+    p.add_argument("--preset", default="tiny", help="data preset: tiny | teaching | paper")
+    p.add_argument("--split", required=True,
+                   help="h36m_like | lightstage_like | prior_pool | real_mocap")
+    p.add_argument("--part", default="train", help="train | test")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a complete dataset")
+    p.set_defaults(func=_cmd_make_data)
+
+    p = sub.add_parser("train-vha", help="train the vertex heatmap autoencoder")
+    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
+    p.add_argument("--data", default=None, help="dataset folder (default: the prior_pool split)")
+    p.add_argument("--out", default="runs/vha", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    p.set_defaults(func=_cmd_train_vha)
+
+    p = sub.add_parser("train-bcp", help="train the body code predictor (needs a trained VHA)")
+    p.set_defaults(func=_cmd_train_bcp)
+    p = sub.add_parser("train-baseline", help="train the LMT-style baseline")
+    p.set_defaults(func=_cmd_train_baseline)
+    p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("ablate", help="reproduce the paper's Table 1 / Table 2")
+    p.set_defaults(func=_cmd_ablate)
+    p = sub.add_parser("pretrain-classroom", help="train and save the classroom checkpoints")
+    p.set_defaults(func=_cmd_pretrain_classroom)
     return parser
 
 
@@ -70,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:  # user errors: a message, not a traceback
+    except (FileNotFoundError, ValueError, NotImplementedError) as err:  # user errors: a message, not a traceback
         print(f"vhakit {args.command}: error: {err}", file=sys.stderr)
         return 1
 
