@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
-__all__ = ["ExperimentSpec", "run_experiment", "METRIC_NAMES"]
+import numpy as np
+import torch
+
+__all__ = ["ExperimentSpec", "Budget", "BUDGETS", "get_budget", "run_experiment",
+           "METRIC_NAMES", "evaluate_vertices", "train_predictor", "eval_dataset",
+           "data_root", "train_subset_indices", "fast_mode"]
 
 METRIC_NAMES = ("mpjpe_mm", "pa_mpjpe_mm", "mpve_mm", "angle_deg", "mpve108_mm")
 
@@ -68,7 +76,200 @@ class ExperimentSpec:
         return hashlib.sha1(blob).hexdigest()[:12]
 
 
-def run_experiment(spec: ExperimentSpec, cache_dir="runs/cache", progress: bool = True
-                   ) -> dict[str, dict[str, float]]:
-    """Train what is missing for ``spec`` and evaluate it (see the module docstring)."""
-    raise NotImplementedError("run_experiment lands with the BCP issue")
+
+
+def fast_mode() -> bool:
+    """True when ``VHAKIT_FAST`` is set (CI, quick looks): budgets shrink to seconds."""
+    return os.environ.get("VHAKIT_FAST", "") not in ("", "0", "false", "False")
+
+
+def data_root() -> Path:
+    """Where built data sets are cached: ``$VHAKIT_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get("VHAKIT_DATA_DIR", "data"))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each stage trains (optimiser steps; 0 = the preset's epochs) and how many
+    frames are evaluated per test split (0 = all)."""
+
+    data_preset: str = "tiny"
+    vha_steps: int = 0
+    bcp_steps: int = 0
+    baseline_steps: int = 0
+    eval_frames: int = 0
+    overrides: dict = field(default_factory=dict)  # {"vha"|"bcp"|"baseline": {field: value}}
+
+
+BUDGETS: dict[str, Budget] = {
+    "tiny": Budget("tiny", vha_steps=300, bcp_steps=300, baseline_steps=300, eval_frames=0),
+    "teaching": Budget("teaching", vha_steps=0, bcp_steps=1500, baseline_steps=1500,
+                       eval_frames=300),
+    "paper": Budget("paper"),
+    "fast": Budget("tiny", vha_steps=20, bcp_steps=10, baseline_steps=10, eval_frames=12),
+}
+
+
+def get_budget(preset: str) -> Budget:
+    """The budget of a model preset; ``VHAKIT_FAST=1`` swaps in the seconds-long ``fast`` one."""
+    if fast_mode():
+        return BUDGETS["fast"]
+    if preset not in BUDGETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of tiny, teaching, paper")
+    return BUDGETS[preset]
+
+
+def train_subset_indices(num_frames: int, fraction: float, seed: int = 0) -> np.ndarray:
+    """The frames kept when training on ``fraction`` of a set: a prefix of one fixed random
+    permutation, so smaller subsets are nested in larger ones (a fair data-efficiency curve)."""
+    perm = np.random.default_rng(seed).permutation(num_frames)
+    keep = max(1, int(round(fraction * num_frames)))
+    return np.sort(perm[:keep])
+
+
+def _steps(n: int) -> dict:
+    return {"max_steps": n, "epochs": 10_000} if n else {}
+
+
+def _write_json(path: Path, obj) -> None:
+    from vhakit.data.store import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _dataset(preset: str, split: str, part: str, progress: bool) -> Path:
+    from vhakit.data.build import ensure_dataset
+
+    return ensure_dataset(preset, split, "test" if split == "real_mocap" else part, seed=0,
+                          root=data_root(), progress=progress)
+
+
+def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
+    """The VHA of ``spec`` (trained once per preset / prior / train split / seed, then cached)."""
+    from torch.utils.data import ConcatDataset
+
+    from vhakit.data.datasets import MeshDataset
+    from vhakit.train import load_vha, train_vha
+
+    tag = f"vha-{spec.preset}-{spec.vha_prior}-{spec.train_split}-s{spec.seed}"
+    out = cache_dir / tag
+    if (out / "done.json").exists():
+        return load_vha(out, device="cpu"), out
+    train_meshes = MeshDataset.from_dir(_dataset(budget.data_preset, spec.train_split, "train",
+                                                 progress))
+    data = train_meshes
+    if spec.vha_prior == "pool":
+        pool = MeshDataset.from_dir(_dataset(budget.data_preset, "prior_pool", "train", progress))
+        data = ConcatDataset([pool, train_meshes])
+    t0 = time.perf_counter()
+    res = train_vha(spec.preset, data, out, resume=True, progress=progress, seed=spec.seed,
+                    **_steps(budget.vha_steps), **budget.overrides.get("vha", {}))
+    _write_json(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(data)})
+    return res.model.cpu().eval(), out
+
+
+def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
+    from vhakit.data.datasets import MultiViewDataset
+    from vhakit.train_bcp import load_baseline, load_bcp, train_baseline, train_bcp
+
+    out = cache_dir / f"{spec.method}-{spec.key()}"
+    loader = load_bcp if spec.method == "vha_bcp" else load_baseline
+    if (out / "done.json").exists():
+        return loader(out, device="cpu"), out
+    train = MultiViewDataset(_dataset(budget.data_preset, spec.train_split, "train", progress))
+    if spec.train_fraction < 1.0:
+        train = train.subset(train_subset_indices(len(train), spec.train_fraction))
+    t0 = time.perf_counter()
+    if spec.method == "vha_bcp":
+        vha, _ = train_or_load_vha(spec, cache_dir, budget, progress)
+        res = train_bcp(spec.preset, train, vha, out, resume=True, progress=progress,
+                        use_vertex_loss=spec.use_vertex_loss, use_code_loss=spec.use_code_loss,
+                        init_from_vha=spec.init_from_vha, seed=spec.seed,
+                        **_steps(budget.bcp_steps), **budget.overrides.get("bcp", {}))
+    else:
+        res = train_baseline(spec.preset, train, out, resume=True, progress=progress,
+                             seed=spec.seed, **_steps(budget.baseline_steps),
+                             **budget.overrides.get("baseline", {}))
+    _write_json(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(train)})
+    return res.model.cpu().eval(), out
+
+
+def evaluate_vertices(pred108: torch.Tensor, dataset, body=None, fit: bool = True
+                      ) -> tuple[dict[str, float], dict]:
+    """Metrics of predicted 108 vertices against a dataset's ground truth.
+
+    Args:
+        pred108: ``(F, 108, 3)`` metres, in the dataset's frame order.
+        dataset: a :class:`~vhakit.data.datasets.MeshDataset` (or multi-view) of F frames.
+        body: the body model (default the open one).
+        fit: fit SMPL to the prediction (needed for MPJPE / MPVE / angle).
+    Returns:
+        ``(summary, details)``: summary ``{metric: mean}`` with ``mpve108_mm`` and, when fitting,
+        ``mpjpe_mm`` (pelvis-aligned, 24 joints), ``pa_mpjpe_mm``, ``mpve_mm`` (full mesh,
+        pelvis-aligned), ``angle_deg`` (local rotations, 24 joints); details holds per-frame
+        arrays and the fitted ``vertices``, ``poses``.
+    """
+    from vhakit.body import BodyModel
+    from vhakit.fitting import fit_smpl
+    from vhakit.metrics import angular_distance, mpjpe, mpve, pa_mpjpe
+
+    body = body if body is not None else BodyModel.open()
+    gt = dataset.arrays
+    pred108 = pred108.detach().float().cpu()
+    F = len(pred108)
+    if pred108.shape != gt["vertices108"].shape:
+        raise ValueError(f"pred108 must have shape {tuple(gt['vertices108'].shape)} (one row per "
+                         f"dataset frame), got {tuple(pred108.shape)}")
+    if not bool(torch.isfinite(pred108).all()):
+        raise ValueError("pred108 contains NaN or inf: the model diverged; check its training log")
+    per = {"mpve108_mm": mpve(pred108, gt["vertices108"], align="none") * 1000}
+    details: dict = {}
+    if fit:
+        res = fit_smpl(pred108, body)
+        with torch.no_grad():
+            true = body.from_poses(gt["poses"], gt["betas"], gt["transl"])
+        per["mpjpe_mm"] = mpjpe(res.joints, true.joints) * 1000
+        per["pa_mpjpe_mm"] = pa_mpjpe(res.joints, true.joints) * 1000
+        per["mpve_mm"] = mpve(res.vertices, true.vertices, pred_root=res.joints[:, 0],
+                              target_root=true.joints[:, 0]) * 1000
+        per["angle_deg"] = angular_distance(res.poses, gt["poses"])
+        details.update(vertices=res.vertices, poses=res.poses, gt_vertices=true.vertices)
+    summary = {k: float(v.mean()) for k, v in per.items()}
+    summary["num_frames"] = float(F)
+    details["per_frame"] = {k: v.numpy() for k, v in per.items()}
+    return summary, details
+
+
+def eval_dataset(split: str, budget: Budget, progress: bool):
+    from vhakit.data.datasets import MultiViewDataset
+
+    ds = MultiViewDataset(_dataset(budget.data_preset, split, "test", progress))
+    n = budget.eval_frames
+    if n and len(ds) > n:  # evenly spread frames: every action/subject stays represented
+        ds = ds.subset(np.linspace(0, len(ds) - 1, n).round().astype(int))
+    return ds
+
+
+def run_experiment(spec: ExperimentSpec, cache_dir: str | os.PathLike = "runs/cache",
+                   progress: bool = True) -> dict[str, dict[str, float]]:
+    """Train what is missing for ``spec`` and evaluate it (see the module docstring).
+
+    The result is cached in ``cache_dir/<spec.key()>/result.json``; a second call returns it at
+    once. Budgets (steps, data size) come from :func:`get_budget` (``VHAKIT_FAST=1``: seconds).
+    """
+    from vhakit.train_bcp import predict_vertices
+
+    cache_dir = Path(cache_dir)
+    budget = get_budget(spec.preset)
+    tag = "fast-" if fast_mode() else ""
+    result_file = cache_dir / f"{tag}{spec.key()}" / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())["metrics"]
+    model, run_dir = train_predictor(spec, cache_dir / f"{tag}models", budget, progress)
+    metrics: dict[str, dict[str, float]] = {}
+    for split in spec.test_splits:
+        ds = eval_dataset(split, budget, progress)
+        pred = predict_vertices(model, ds)
+        metrics[split], _ = evaluate_vertices(pred, ds)
+    _write_json(result_file, {"spec": asdict(spec), "metrics": metrics, "model": str(run_dir)})
+    return metrics
