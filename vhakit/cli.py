@@ -76,7 +76,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:  # owner: pipeline (lead)
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
-    raise NotImplementedError("ablate lands with the tables issue")
+    from vhakit.ablate import run_sweep
+    from vhakit.runtime import fast_mode
+
+    # VHAKIT_FAST=1 changes the defaults only (tiny preset, one seed); explicit flags win.
+    preset = args.preset or ("tiny" if fast_mode() else "teaching")
+    seeds = args.seeds or (1 if fast_mode() else 3)
+    # Only the teaching sweep writes the committed results/; other presets go under runs/.
+    results = args.results or ("results" if preset == "teaching" else f"runs/results/{preset}")
+    result = run_sweep(args.table, preset=preset, seeds=seeds, cache_dir=Path(args.cache),
+                       results_dir=Path(results), progress=not args.quiet)
+    print(result.markdown)
+    print("wrote " + ", ".join(str(p) for p in result.paths.values()))
+    return 0
 
 
 def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching issue (11)
@@ -118,7 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_baseline)
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
     p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("ablate", help="reproduce the paper's Table 1 / Table 2")
+    p = sub.add_parser("ablate", help="reproduce the paper's Table 1 / Table 2 / data efficiency",
+                       description="Train (or load cached) runs over seeds and write "
+                       "results/{table1,table2,data_efficiency}.* beside the paper's numbers. "
+                       "VHAKIT_FAST=1 defaults to --preset tiny --seeds 1.")
+    p.add_argument("--table", required=True, choices=["1", "2", "efficiency"])
+    p.add_argument("--preset", default=None,
+                   help="tiny | teaching | paper (default: teaching; tiny with VHAKIT_FAST=1)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="number of seeds per row (default: 3; 1 with VHAKIT_FAST=1)")
+    p.add_argument("--cache", default="runs/cache", help="run cache (default: runs/cache)")
+    p.add_argument("--results", default=None,
+                   help="results folder (default: results for the teaching preset, "
+                   "runs/results/<preset> otherwise)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_ablate)
     p = sub.add_parser("pretrain-classroom", help="train and save the classroom checkpoints")
     p.set_defaults(func=_cmd_pretrain_classroom)

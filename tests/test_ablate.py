@@ -1,0 +1,277 @@
+"""Sweeps of Tables 1, 2 and the efficiency curve with a fake runner: the right runs, caching,
+resume, mean ± std against hand computation, the result files, the paper's numbers and the CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, replace
+
+import pytest
+
+from vhakit import ablate, pipeline
+from vhakit.ablate import (
+    EFFICIENCY_FRACTIONS,
+    auto_runner,
+    load_or_run,
+    run_sweep,
+    sweep_specs,
+    table_cells,
+)
+from vhakit.ablate_report import PAPER_TABLE1, PAPER_TABLE2
+from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
+
+
+def fake_metrics(spec: ExperimentSpec) -> dict:
+    """Deterministic metrics: a per-spec base (from its fields, not its seed) + 3 * seed**2."""
+    base = (10.0 * spec.use_vertex_loss + 20.0 * spec.use_code_loss + 40.0 * spec.init_from_vha
+            + (5.0 if spec.method == "baseline" else 0.0) + 100.0 * spec.train_fraction
+            + (7.0 if spec.vha_prior == "pool" else 0.0)
+            + (1000.0 if spec.train_split == "lightstage_like" else 0.0))
+    out = {}
+    for j, split in enumerate(spec.test_splits):
+        value = base + 3.0 * spec.seed ** 2 + 0.5 * j
+        out[split] = {name: value + i for i, name in enumerate(METRIC_NAMES)}
+        out[split]["num_frames"] = 20.0
+    return out
+
+
+class CountingRunner:
+    def __init__(self, fail_at: int | None = None):
+        self.calls: list[ExperimentSpec] = []
+        self.fail_at = fail_at
+
+    def __call__(self, spec, cache_dir, progress=True):
+        if self.fail_at is not None and len(self.calls) + 1 == self.fail_at:
+            raise RuntimeError("interrupted")
+        self.calls.append(spec)
+        return fake_metrics(spec)
+
+
+def test_table1_runs_are_the_papers_five_rows():
+    cells = table_cells("1", "tiny")
+    switches = [(c.spec.use_vertex_loss, c.spec.use_code_loss, c.spec.init_from_vha)
+                for c in cells]
+    # Paper Table 1, rows top to bottom: (vertex loss, code loss, pretrained weights).
+    assert switches == [(True, False, False), (True, True, False), (True, False, True),
+                        (False, True, True), (True, True, True)]
+    assert {(c.spec.method, c.spec.train_split, c.spec.test_splits, c.test_split,
+             c.spec.preset, c.spec.train_fraction) for c in cells} == {
+        ("vha_bcp", "h36m_like", ("h36m_like",), "h36m_like", "tiny", 1.0)}
+    assert [c.row for c in cells] == list(PAPER_TABLE1)
+
+
+def test_table2_runs_and_columns():
+    cells = table_cells("2", "teaching")
+    specs = list(dict.fromkeys(c.spec for c in cells))
+    # 3 methods x 2 training splits; one h36m-trained run serves in-domain and both cross columns.
+    expected = set()
+    for method, prior in (("baseline", "pool"), ("vha_bcp", "train_only"), ("vha_bcp", "pool")):
+        expected.add((method, prior, "h36m_like", ("h36m_like", "lightstage_like", "real_mocap")))
+        expected.add((method, prior, "lightstage_like", ("lightstage_like",)))
+    assert {(s.method, s.vha_prior, s.train_split, s.test_splits) for s in specs} == expected
+    assert len(specs) == 6 and len(cells) == 12
+    by_column = {(c.row, c.column): (c.spec.train_split, c.test_split) for c in cells}
+    row = "VHA+BCP, prior: + prior_pool"
+    assert by_column[(row, "in-domain")] == ("h36m_like", "h36m_like")
+    assert by_column[(row, "small data")] == ("lightstage_like", "lightstage_like")
+    assert by_column[(row, "cross -> lightstage_like")] == ("h36m_like", "lightstage_like")
+    assert by_column[(row, "cross -> real_mocap")] == ("h36m_like", "real_mocap")
+    assert all((c.row, c.column) in PAPER_TABLE2 for c in cells if "real_mocap" not in c.column)
+    assert all(s.use_vertex_loss and s.use_code_loss and s.init_from_vha for s in specs)
+
+
+def test_efficiency_runs_and_seeds():
+    cells = table_cells("efficiency", "tiny")
+    assert {(c.spec.method, c.spec.train_fraction) for c in cells} == {
+        (m, f) for m in ("baseline", "vha_bcp") for f in (1.0, 0.3, 0.1, 0.03)}
+    assert EFFICIENCY_FRACTIONS == (1.0, 0.3, 0.1, 0.03)
+    specs = sweep_specs(cells, 3)
+    assert len(specs) == 24 == len(set(specs))
+    assert [s.seed for s in specs[:8]] == [0] * 8 and {s.seed for s in specs} == {0, 1, 2}
+    assert [s.seed for s in sweep_specs(cells, [5, 7])][::8] == [5, 7]
+    # BCP at 100 % is Table 1's full row: the sweeps share that run.
+    full = next(c.spec for c in table_cells("1", "tiny") if c.row == "vertex + code + pretrain")
+    assert full in {c.spec for c in cells}
+    with pytest.raises(ValueError, match="table"):
+        table_cells("3", "tiny")
+    with pytest.raises(ValueError, match="seeds"):
+        sweep_specs(cells, 0)
+
+
+def test_cache_calls_each_run_once_and_then_never(tmp_path):
+    runner = CountingRunner()
+    first = run_sweep("1", "tiny", 2, tmp_path / "cache", tmp_path / "res", runner, progress=False)
+    assert len(runner.calls) == 10 == len(set(runner.calls))
+    assert not any(r["cached"] for r in first.runs)
+    for spec in runner.calls:
+        record = json.loads((tmp_path / "cache" / spec.key() / "result.json").read_text())
+        assert record["spec"] == json.loads(json.dumps(asdict(spec))) and record["metrics"] == fake_metrics(spec)
+    again = CountingRunner()
+    second = run_sweep("1", "tiny", 2, tmp_path / "cache", tmp_path / "res", again,
+                       progress=False)
+    assert again.calls == [] and all(r["cached"] for r in second.runs)
+    assert second.summary == first.summary
+    # One more seed trains only the new seed's five runs.
+    third = CountingRunner()
+    run_sweep("1", "tiny", 3, tmp_path / "cache", None, third, progress=False)
+    assert len(third.calls) == 5 and {s.seed for s in third.calls} == {2}
+
+
+def test_interrupted_sweep_resumes(tmp_path):
+    broken = CountingRunner(fail_at=4)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_sweep("2", "tiny", 1, tmp_path / "cache", tmp_path / "res", broken, progress=False)
+    done = list(broken.calls)
+    assert len(done) == 3
+    assert not (tmp_path / "res" / "table2.json").exists()
+    resumed = CountingRunner()
+    result = run_sweep("2", "tiny", 1, tmp_path / "cache", tmp_path / "res", resumed,
+                       progress=False)
+    assert len(resumed.calls) == 3 and not set(resumed.calls) & set(done)
+    assert [r["cached"] for r in result.runs] == [True] * 3 + [False] * 3
+
+
+def test_corrupt_or_foreign_cache_entries_are_rerun(tmp_path):
+    spec = table_cells("1", "tiny")[0].spec
+    path = tmp_path / spec.key() / "result.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{truncated")
+    runner = CountingRunner()
+    record = ablate.run_cached(spec, tmp_path, runner, progress=False)
+    assert runner.calls == [spec] and not record["cached"]
+    record = json.loads(path.read_text())
+    record["spec"]["seed"] = 99  # a record of another spec in this folder
+    path.write_text(json.dumps(record))
+    ablate.run_cached(spec, tmp_path, runner, progress=False)
+    assert len(runner.calls) == 2
+
+
+def test_mean_and_std_match_hand_computation(tmp_path):
+    result = run_sweep("1", "tiny", 3, tmp_path / "c", None, CountingRunner(), progress=False)
+    # Row "vertex + code" (vertex, code, no pretrain): base 10 + 20 + 100 + 7 (pool) = 137;
+    # MPVE is METRIC_NAMES index 2 -> 139; seeds add 0, 3, 12 -> 139, 142, 151.
+    mean, std, n = result.value("vertex + code", "h36m_like", "mpve_mm")
+    assert n == 3
+    assert mean == pytest.approx(144.0)  # (139 + 142 + 151) / 3
+    assert std == pytest.approx(math.sqrt(((-5) ** 2 + (-2) ** 2 + 7 ** 2) / 2))  # sqrt(39)
+    one = run_sweep("1", "tiny", [1], tmp_path / "c", None, CountingRunner(), progress=False)
+    mean, std, n = one.value("vertex + code", "h36m_like", "mpve_mm")
+    assert (mean, n) == (142.0, 1) and math.isnan(std)
+
+
+def test_table2_reads_the_right_split_of_a_shared_run(tmp_path):
+    result = run_sweep("2", "tiny", 1, tmp_path / "c", None, CountingRunner(), progress=False)
+    row = "baseline (LMT-style)"
+    # baseline trained on h36m_like: base 10 + 20 + 40 + 5 + 100 + 7 = 182; MPJPE index 0;
+    # test splits (h36m_like, lightstage_like, real_mocap) add 0, 0.5, 1.0.
+    assert result.value(row, "in-domain", "mpjpe_mm")[0] == 182.0
+    assert result.value(row, "cross -> lightstage_like", "mpjpe_mm")[0] == 182.5
+    assert result.value(row, "cross -> real_mocap", "mpjpe_mm")[0] == 183.0
+    assert result.value(row, "small data", "mpjpe_mm")[0] == 1182.0
+
+
+def test_files_parse_back_and_show_the_papers_numbers(tmp_path):
+    res = tmp_path / "results"
+    t1 = run_sweep("1", "tiny", 2, tmp_path / "c", res, CountingRunner(), progress=False)
+    t2 = run_sweep("2", "tiny", 2, tmp_path / "c", res, CountingRunner(), progress=False)
+    eff = run_sweep("efficiency", "tiny", 2, tmp_path / "c", res, CountingRunner(),
+                    progress=False)
+    for stem in ("table1", "table2", "data_efficiency"):
+        for suffix in ("md", "csv", "json"):
+            assert (res / f"{stem}.{suffix}").stat().st_size > 0
+    assert (res / "data_efficiency.png").read_bytes()[:4] == b"\x89PNG"
+    assert eff.paths["png"] == res / "data_efficiency.png"
+
+    data = json.loads((res / "table1.json").read_text())
+    assert data["preset"] == "tiny" and data["seeds"] == [0, 1]
+    assert len(data["runs"]) == 10
+    for run in data["runs"]:
+        spec = ExperimentSpec(**run["spec"])
+        assert run["seed"] == spec.seed and run["key"] == spec.key()
+        assert run["metrics"] == fake_metrics(spec)
+    rows = list(csv.DictReader((res / "table1.csv").open()))
+    assert len(rows) == 5 * (len(METRIC_NAMES) + 1)
+    for row in rows:
+        mean, std, n = t1.value(row["row"], row["column"], row["metric"])
+        assert float(row["mean"]) == mean and float(row["std"]) == pytest.approx(std)
+        assert int(row["n"]) == n == 2
+
+    md1 = (res / "table1.md").read_text()
+    for values in PAPER_TABLE1.values():
+        assert all(f"{v:.1f}" in md1 for v in values[:2]) and f"{values[2]:.2f}" in md1
+    mean, std, _ = t1.value("vertex + pretrain", "h36m_like", "mpve_mm")
+    assert f"{mean:.1f} ± {std:.1f}" in md1
+    md2 = (res / "table2.md").read_text()
+    assert "40.6" in md2 and "29.9" in md2 and "18.54" in md2 and md2 == t2.markdown
+    md_eff = (res / "data_efficiency.md").read_text()
+    assert "100 %" in md_eff and "3 %" in md_eff and "18.6 vs 26.0" in md_eff
+
+
+def test_bad_runner_output_is_rejected(tmp_path):
+    def missing_split(spec, cache_dir, progress=True):
+        return {}
+
+    with pytest.raises(ValueError, match="test split"):
+        run_sweep("1", "tiny", 1, tmp_path, None, missing_split, progress=False)
+
+    def missing_metric(spec, cache_dir, progress=True):
+        return {s: {"mpjpe_mm": 1.0} for s in spec.test_splits}
+
+    with pytest.raises(ValueError, match="miss"):
+        run_sweep("1", "tiny", 1, tmp_path, None, missing_metric, progress=False)
+    assert not list(tmp_path.glob("*/result.json"))
+
+
+def test_auto_runner_uses_the_pipeline_or_a_labelled_standin(tmp_path, monkeypatch):
+    def missing(spec, cache_dir, progress=True):
+        raise NotImplementedError("not yet")
+
+    monkeypatch.setattr(pipeline, "run_experiment", missing)
+    with pytest.warns(UserWarning, match="stand-in"):
+        result = run_sweep("1", "tiny", 1, tmp_path / "c", tmp_path / "r", auto_runner(),
+                           progress=False)
+    assert result.standin and math.isnan(result.value("vertex", "h36m_like")[0])
+    assert "STAND-IN" in result.markdown and "n/a" in result.markdown
+    assert not list((tmp_path / "c").glob("*/result.json"))  # never cached
+    assert json.loads((tmp_path / "r" / "table1.json").read_text())["standin"] is True
+
+    runner = CountingRunner()
+    monkeypatch.setattr(pipeline, "run_experiment", runner)
+    result = run_sweep("1", "tiny", 1, tmp_path / "c", tmp_path / "r", auto_runner(),
+                       progress=False)
+    assert not result.standin and len(runner.calls) == 5
+    # The default runner is pipeline.run_experiment, looked up at call time.
+    assert run_sweep("efficiency", "tiny", 1, tmp_path / "c", None, progress=False,
+                     fractions=(1.0,)).runs[1]["cached"]  # shared with Table 1's full row
+    assert len(runner.calls) == 6
+
+
+def test_load_or_run_reuses_saved_results(tmp_path):
+    run_sweep("1", "tiny", 2, tmp_path / "old_cache", tmp_path / "res", CountingRunner(),
+              progress=False)
+    runner = CountingRunner()
+    result = load_or_run("1", "tiny", 2, tmp_path / "new_cache", tmp_path / "res", runner,
+                         progress=False)
+    assert runner.calls == [] and all(r["cached"] for r in result.runs)
+    load_or_run("1", "tiny", 3, tmp_path / "new_cache", tmp_path / "res", runner, progress=False)
+    assert len(runner.calls) == 5
+
+
+def test_cli_ablate(tmp_path, monkeypatch, capsys):
+    from vhakit.cli import main
+
+    runner = CountingRunner()
+    monkeypatch.setattr(pipeline, "run_experiment", runner)
+    monkeypatch.setenv("VHAKIT_FAST", "1")
+    monkeypatch.chdir(tmp_path)
+    assert main(["ablate", "--table", "1", "--cache", "c", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "preset `tiny`, 1 seed" in out and "25.1" in out
+    assert len(runner.calls) == 5 and {s.preset for s in runner.calls} == {"tiny"}
+    assert (tmp_path / "runs/results/tiny/table1.md").exists()
+    assert not (tmp_path / "results").exists()  # only the teaching sweep writes results/
+    assert main(["ablate", "--table", "2", "--preset", "teaching", "--seeds", "2",
+                 "--cache", "c", "--results", "out", "--quiet"]) == 0
+    assert len(runner.calls) == 5 + 12 and (tmp_path / "out/table2.csv").exists()
+    assert {replace(s, seed=0).preset for s in runner.calls[5:]} == {"teaching"}

@@ -1,0 +1,362 @@
+"""The paper's ablations as sweeps: Table 1, Table 2 and a data-efficiency curve.
+
+A *table* is a list of :class:`Cell` s (row, column, the run's spec without a seed, the test split
+read). A sweep trains and evaluates every distinct spec once per seed through a *runner* (by
+default :func:`vhakit.pipeline.run_experiment`), caches each run, and reports mean ± std over
+the seeds beside the paper's numbers::
+
+    from vhakit.ablate import run_sweep
+    result = run_sweep("1", preset="teaching", seeds=3, cache_dir="runs/cache",
+                       results_dir="results")          # writes results/table1.{md,csv,json}
+    print(result.markdown)
+
+Caching: run ``spec`` is stored as ``cache_dir/<spec.key()>/result.json`` (written atomically,
+so an interrupted sweep continues where it stopped and a finished run returns instantly). The
+runner gets the same ``cache_dir`` and reuses what runs share there (data sets, the VHA).
+
+Stand-in: while the training pipeline is missing (``run_experiment`` raises
+``NotImplementedError``), :func:`auto_runner` returns NaN metrics labelled ``stand-in``, so
+notebooks still execute every code path; stand-in results are never cached.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from vhakit import pipeline
+from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
+
+__all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells", "sweep_specs",
+           "run_cached", "run_sweep", "summarize", "auto_runner", "standin_runner",
+           "load_results", "load_or_run", "cached_runs", "resolve_seeds"]
+
+#: Table names accepted by :func:`table_cells` and the CLI (``vhakit ablate --table``).
+TABLES = ("1", "2", "efficiency")
+#: Fractions of the training set of the data-efficiency curve (the issue's 100/30/10/3 %).
+EFFICIENCY_FRACTIONS = (1.0, 0.3, 0.1, 0.03)
+#: Table 1's rows (paper, Sec. 3.3): (use_vertex_loss, use_code_loss, init_from_vha).
+TABLE1_SWITCHES = ((True, False, False), (True, True, False), (True, False, True),
+                   (False, True, True), (True, True, True))
+H36M, LIGHTSTAGE, REAL = "h36m_like", "lightstage_like", "real_mocap"
+#: Table 2's columns: name -> (train split, test split).
+TABLE2_COLUMNS = {"in-domain": (H36M, H36M), "small data": (LIGHTSTAGE, LIGHTSTAGE),
+                  "cross -> lightstage_like": (H36M, LIGHTSTAGE),
+                  "cross -> real_mocap": (H36M, REAL)}
+#: Table 2's rows: name -> spec fields (the baseline keeps the BCP-only fields at defaults).
+TABLE2_ROWS = {"baseline (LMT-style)": {"method": "baseline"},
+               "VHA+BCP, prior: train split only": {"method": "vha_bcp", "vha_prior": "train_only"},
+               "VHA+BCP, prior: + prior_pool": {"method": "vha_bcp", "vha_prior": "pool"}}
+EFFICIENCY_ROWS = {"baseline (LMT-style)": "baseline", "VHA+BCP": "vha_bcp"}
+RESULT_FILE = "result.json"
+RECORD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number group of a table: ``spec`` (``seed=0``; the sweep sets the seeds) evaluated on
+    ``test_split``, shown at (``row``, ``column``)."""
+
+    row: str
+    column: str
+    spec: ExperimentSpec
+    test_split: str
+
+
+def table1_label(vertex: bool, code: bool, pretrain: bool) -> str:
+    """Row name of Table 1, e.g. ``"vertex + code + pretrain"``."""
+    parts = [name for name, on in (("vertex", vertex), ("code", code), ("pretrain", pretrain))
+             if on]
+    return " + ".join(parts)
+
+
+def table_cells(table: str, preset: str, fractions=EFFICIENCY_FRACTIONS) -> list[Cell]:
+    """The cells of ``table`` (``"1"``, ``"2"`` or ``"efficiency"``) for ``preset``.
+
+    Table 1: five BCP variants trained and tested on ``h36m_like``. Table 2: baseline and VHA+BCP
+    (prior with and without ``prior_pool``) in-domain, on small data (``lightstage_like``) and
+    across data sets (trained on ``h36m_like``, tested on ``lightstage_like`` and ``real_mocap``;
+    one run per row serves the in-domain and both cross columns). Efficiency: BCP vs the baseline
+    on ``h36m_like`` for each fraction of the training set.
+    """
+    table = str(table)
+    if table == "1":
+        return [Cell(table1_label(*sw), H36M, ExperimentSpec(
+            method="vha_bcp", preset=preset, train_split=H36M, test_splits=(H36M,),
+            use_vertex_loss=sw[0], use_code_loss=sw[1], init_from_vha=sw[2]), H36M)
+            for sw in TABLE1_SWITCHES]
+    if table == "2":
+        tests = {train: tuple(dict.fromkeys(t for tr, t in TABLE2_COLUMNS.values() if tr == train))
+                 for train, _ in TABLE2_COLUMNS.values()}
+        return [Cell(row, column, ExperimentSpec(preset=preset, train_split=train,
+                                                 test_splits=tests[train], **fields_),
+                     test)
+                for row, fields_ in TABLE2_ROWS.items()
+                for column, (train, test) in TABLE2_COLUMNS.items()]
+    if table == "efficiency":
+        if not fractions:
+            raise ValueError("fractions must list at least one training-set fraction")
+        return [Cell(row, f"{fraction:g}", ExperimentSpec(
+            method=method, preset=preset, train_split=H36M, train_fraction=float(fraction),
+            test_splits=(H36M,)), H36M)
+            for row, method in EFFICIENCY_ROWS.items() for fraction in fractions]
+    raise ValueError(f"table must be one of {TABLES}, got {table!r}")
+
+
+def resolve_seeds(seeds) -> tuple[int, ...]:
+    """``3`` -> ``(0, 1, 2)``; a sequence of ints is kept (duplicates dropped)."""
+    if isinstance(seeds, bool):
+        raise TypeError(f"seeds must be an int or a sequence of ints, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ValueError(f"seeds must be >= 1 (number of seeds), got {seeds}")
+        return tuple(range(seeds))
+    out = tuple(dict.fromkeys(int(s) for s in seeds))
+    if not out:
+        raise ValueError("seeds must name at least one seed")
+    return out
+
+
+def sweep_specs(cells: list[Cell], seeds) -> list[ExperimentSpec]:
+    """The distinct runs of ``cells``: every distinct spec once per seed, seed-major (a sweep
+    stopped early has complete tables for its first seeds)."""
+    templates = list(dict.fromkeys(cell.spec for cell in cells))
+    return [replace(spec, seed=seed) for seed in resolve_seeds(seeds) for spec in templates]
+
+
+def _check_metrics(spec: ExperimentSpec, metrics) -> dict:
+    if not isinstance(metrics, dict):
+        raise TypeError(f"the runner must return a dict per test split, got {type(metrics)}")
+    out = {}
+    for split in spec.test_splits:
+        if split not in metrics:
+            raise ValueError(f"the runner's result for {spec} has no test split {split!r} "
+                             f"(got {sorted(metrics)})")
+        missing = [m for m in (*METRIC_NAMES, "num_frames") if m not in metrics[split]]
+        if missing:
+            raise ValueError(f"the runner's metrics for split {split!r} miss {missing}")
+        out[split] = {name: float(value) for name, value in metrics[split].items()}
+    return out
+
+
+def _write_json_atomic(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def spec_dict(spec: ExperimentSpec) -> dict:
+    """``spec`` as its JSON form (``test_splits`` a list), as stored in records."""
+    return json.loads(json.dumps(asdict(spec)))
+
+
+def _read_record(path: Path, spec: ExperimentSpec) -> dict | None:
+    """The cached record at ``path`` if it is a complete record of ``spec``, else None."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(record, dict) or record.get("version") != RECORD_VERSION
+            or record.get("spec") != spec_dict(spec) or record.get("standin")):
+        return None
+    try:
+        record["metrics"] = _check_metrics(spec, record.get("metrics"))
+    except (TypeError, ValueError):
+        return None
+    return record
+
+
+def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = True) -> dict:
+    """Run ``spec`` through ``runner`` unless ``cache_dir/<spec.key()>/result.json`` holds it.
+
+    ``runner`` None: :func:`vhakit.pipeline.run_experiment`. Returns the record ``{"key", "seed",
+    "spec", "metrics", "seconds", "cached", "standin", "finished_utc", "version"}``; ``metrics``
+    is ``{test_split: {metric: float}}``.
+    """
+    cache_dir = Path(cache_dir)
+    path = cache_dir / spec.key() / RESULT_FILE
+    record = _read_record(path, spec)
+    if record is not None:
+        return {**record, "cached": True}
+    runner = runner or pipeline.run_experiment
+    start = time.perf_counter()
+    metrics = _check_metrics(spec, runner(spec, cache_dir, progress=progress))
+    standin = bool(getattr(runner, "standin", False))
+    record = {"version": RECORD_VERSION, "key": spec.key(), "seed": spec.seed,
+              "spec": spec_dict(spec), "metrics": metrics,
+              "seconds": round(time.perf_counter() - start, 3), "standin": standin,
+              "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not standin:
+        _write_json_atomic(path, record)
+    return {**record, "cached": False}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; NaN for a single value)."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan
+    mean = sum(values) / n
+    if n == 1:
+        return mean, math.nan
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def summarize(cells: list[Cell], runs: list[dict]) -> list[dict]:
+    """Mean ± std over seeds: one entry per (cell, metric) with ``row``, ``column``,
+    ``test_split``, ``metric``, ``mean``, ``std``, ``n``, ``values`` and ``seeds``."""
+    by_template: dict[ExperimentSpec, list[dict]] = {}
+    for run in runs:
+        template = replace(ExperimentSpec(**{**run["spec"],
+                                             "test_splits": tuple(run["spec"]["test_splits"])}),
+                           seed=0)
+        by_template.setdefault(template, []).append(run)
+    out = []
+    for cell in cells:
+        matching = sorted(by_template.get(cell.spec, []), key=lambda r: r["seed"])
+        for metric in (*METRIC_NAMES, "num_frames"):
+            values = [r["metrics"][cell.test_split][metric] for r in matching]
+            mean, std = _mean_std(values)
+            out.append({"row": cell.row, "column": cell.column, "test_split": cell.test_split,
+                        "metric": metric, "mean": mean, "std": std, "n": len(values),
+                        "values": values, "seeds": [r["seed"] for r in matching]})
+    return out
+
+
+@dataclass
+class SweepResult:
+    """What :func:`run_sweep` did: the cells, every run (with seed, spec, metrics), the summary,
+    whether stand-in numbers were used, the rendered markdown and the files written."""
+
+    table: str
+    preset: str
+    seeds: tuple[int, ...]
+    cells: list[Cell]
+    runs: list[dict]
+    summary: list[dict]
+    standin: bool = False
+    markdown: str = ""
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    def value(self, row: str, column: str, metric: str = "mpve_mm") -> tuple[float, float, int]:
+        """``(mean, std, n)`` of ``metric`` at (``row``, ``column``)."""
+        for entry in self.summary:
+            if (entry["row"], entry["column"], entry["metric"]) == (row, column, metric):
+                return entry["mean"], entry["std"], entry["n"]
+        raise KeyError(f"no cell ({row!r}, {column!r}, {metric!r}) in table {self.table}")
+
+
+def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cache",
+              results_dir="results", runner=None, progress: bool = True, *,
+              fractions=EFFICIENCY_FRACTIONS) -> SweepResult:
+    """Run (or load from the cache) every run of ``table`` and write the result files.
+
+    Args:
+        table: ``"1"``, ``"2"`` or ``"efficiency"``.
+        preset: ``"tiny"`` (CI, minutes), ``"teaching"`` (2-core CPU) or ``"paper"``.
+        seeds: number of seeds (``3`` -> 0, 1, 2) or a sequence of seeds.
+        cache_dir: the run cache, shared with the runner (keep one per machine).
+        results_dir: where ``table1.*`` / ``table2.*`` / ``data_efficiency.*`` go (None: no files).
+        runner: ``runner(spec, cache_dir, progress=...) -> {split: {metric: value}}``;
+            None: :func:`vhakit.pipeline.run_experiment` (looked up at call time).
+        fractions: training-set fractions of the efficiency curve.
+    A runner's exception propagates; the runs finished before it stay cached.
+    """
+    from vhakit.ablate_report import render_markdown, write_results
+
+    runner = runner or pipeline.run_experiment
+    cells = table_cells(table, preset, fractions)
+    specs = sweep_specs(cells, seeds)
+    runs = []
+    for i, spec in enumerate(specs, 1):
+        if progress:
+            print(f"[{i}/{len(specs)}] table {table}, {spec.method}, seed {spec.seed}, "
+                  f"run {spec.key()} ...", flush=True)
+        record = run_cached(spec, cache_dir, runner, progress)
+        if progress:
+            how = "cached" if record["cached"] else f"{record['seconds']:.1f} s"
+            print(f"[{i}/{len(specs)}] done ({how})", flush=True)
+        runs.append(record)
+    result = SweepResult(str(table), preset, resolve_seeds(seeds), cells, runs,
+                         summarize(cells, runs), standin=any(r["standin"] for r in runs))
+    result.markdown = render_markdown(result)
+    if results_dir is not None:
+        result.paths = write_results(result, Path(results_dir))
+    return result
+
+
+def cached_runs(cache_dir, **match) -> list[dict]:
+    """Every cached run record under ``cache_dir`` whose spec fields equal ``match``."""
+    out = []
+    for path in sorted(Path(cache_dir).glob(f"*/{RESULT_FILE}")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        spec = record.get("spec") if isinstance(record, dict) else None
+        if (isinstance(spec, dict) and record.get("version") == RECORD_VERSION
+                and all(spec.get(k) == (list(v) if isinstance(v, tuple) else v)
+                        for k, v in match.items())):
+            out.append(record)
+    return out
+
+
+def load_results(table: str, results_dir) -> dict | None:
+    """The JSON written by :func:`run_sweep` for ``table`` (None when absent)."""
+    from vhakit.ablate_report import result_stem
+
+    path = Path(results_dir) / f"{result_stem(table)}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=None,
+                progress: bool = True, *, fractions=EFFICIENCY_FRACTIONS) -> SweepResult:
+    """For notebooks: seed the run cache from ``results_dir``'s JSON (e.g. the committed teaching
+    sweep) so its runs are not retrained, then :func:`run_sweep` (``runner`` default:
+    :func:`auto_runner`)."""
+    saved = load_results(table, results_dir) or {}
+    for record in saved.get("runs", []):
+        if record.get("standin") or record.get("version") != RECORD_VERSION:
+            continue
+        path = Path(cache_dir) / record["key"] / RESULT_FILE
+        if not path.exists():
+            _write_json_atomic(path, {k: v for k, v in record.items() if k != "cached"})
+    return run_sweep(table, preset, seeds, cache_dir, results_dir, runner or auto_runner(),
+                     progress, fractions=fractions)
+
+
+def standin_runner(spec: ExperimentSpec, cache_dir=None, progress: bool = True) -> dict:
+    """NaN metrics for every test split: a labelled placeholder, never a result."""
+    return {split: {**{m: math.nan for m in METRIC_NAMES}, "num_frames": 0.0}
+            for split in spec.test_splits}
+
+
+standin_runner.standin = True
+
+
+class _AutoRunner:
+    """``run_experiment`` while it exists; :func:`standin_runner` (with a warning) while it
+    raises ``NotImplementedError``."""
+
+    def __init__(self):
+        self.standin = False
+
+    def __call__(self, spec, cache_dir, progress=True):
+        if not self.standin:
+            try:
+                return pipeline.run_experiment(spec, cache_dir, progress=progress)
+            except NotImplementedError as err:
+                warnings.warn(f"run_experiment is not available yet ({err}); showing stand-in "
+                              "NaN numbers, not results", stacklevel=2)
+                self.standin = True
+        return standin_runner(spec, cache_dir, progress)
+
+
+def auto_runner():
+    """The runner for notebooks: the real pipeline, or a labelled stand-in while it is missing."""
+    return _AutoRunner()
