@@ -22,6 +22,12 @@ from vhakit.ablate_report import PAPER_TABLE1, PAPER_TABLE2
 from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
 
 
+@pytest.fixture(autouse=True)
+def _not_fast(monkeypatch):
+    """Full-mode cache paths unless a test asks for fast mode (CI sets VHAKIT_FAST=1)."""
+    monkeypatch.delenv("VHAKIT_FAST", raising=False)
+
+
 def fake_metrics(spec: ExperimentSpec) -> dict:
     """Deterministic metrics: a per-spec base (from its fields, not its seed) + 3 * seed**2."""
     base = (10.0 * spec.use_vertex_loss + 20.0 * spec.use_code_loss + 40.0 * spec.init_from_vha
@@ -275,3 +281,48 @@ def test_cli_ablate(tmp_path, monkeypatch, capsys):
                  "--cache", "c", "--results", "out", "--quiet"]) == 0
     assert len(runner.calls) == 5 + 12 and (tmp_path / "out/table2.csv").exists()
     assert {replace(s, seed=0).preset for s in runner.calls[5:]} == {"teaching"}
+
+
+def test_fast_mode_runs_are_cached_apart_and_keep_the_runners_fields(tmp_path, monkeypatch):
+    spec = table_cells("1", "tiny")[-1].spec
+
+    def runner(spec, cache_dir, progress=True):  # like run_experiment: stores its own record
+        path = cache_dir / f"fast-{spec.key()}" / "result.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"spec": asdict(spec), "metrics": fake_metrics(spec),
+                                    "model": "m1"}))
+        return fake_metrics(spec)
+
+    monkeypatch.setenv("VHAKIT_FAST", "1")
+    record = ablate.run_cached(spec, tmp_path, runner, progress=False)
+    assert record["fast"] and not (tmp_path / spec.key()).exists()
+    stored = json.loads((tmp_path / f"fast-{spec.key()}" / "result.json").read_text())
+    assert stored["model"] == "m1" and stored["metrics"] == fake_metrics(spec)
+    assert ablate.run_cached(spec, tmp_path, runner, progress=False)["cached"]
+    result = run_sweep("1", "tiny", 1, tmp_path, None, CountingRunner(), progress=False)
+    assert result.fast and "VHAKIT_FAST=1" in result.markdown
+    monkeypatch.delenv("VHAKIT_FAST")
+    counting = CountingRunner()
+    assert not ablate.run_cached(spec, tmp_path, counting, progress=False)["cached"]
+    assert counting.calls == [spec] and ablate.cached_runs(tmp_path, preset="tiny") != []
+    assert len(ablate.cached_runs(tmp_path, preset="tiny")) == 1
+
+
+def test_auto_runner_falls_back_only_for_missing_vhakit_parts(tmp_path, monkeypatch):
+    spec = table_cells("1", "tiny")[0].spec
+
+    def half_built(spec, cache_dir, progress=True):
+        raise ModuleNotFoundError("No module named 'vhakit.train_bcp'", name="vhakit.train_bcp")
+
+    monkeypatch.setattr(pipeline, "run_experiment", half_built)
+    runner = auto_runner()
+    with pytest.warns(UserWarning, match="stand-in"):
+        metrics = runner(spec, tmp_path)
+    assert runner.standin and math.isnan(metrics["h36m_like"]["mpve_mm"])
+
+    def broken_install(spec, cache_dir, progress=True):
+        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
+
+    monkeypatch.setattr(pipeline, "run_experiment", broken_install)
+    with pytest.raises(ModuleNotFoundError, match="scipy"):
+        auto_runner()(spec, tmp_path)

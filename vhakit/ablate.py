@@ -150,6 +150,20 @@ def _write_json_atomic(path: Path, payload) -> None:
     os.replace(tmp, path)
 
 
+def _fast() -> bool:
+    # The pipeline's own switch: it tags fast-mode runs "fast-" (seconds-long budgets).
+    from vhakit.runtime import fast_mode
+
+    return bool(getattr(pipeline, "fast_mode", fast_mode)())
+
+
+def result_path(spec: ExperimentSpec, cache_dir) -> Path:
+    """Where ``spec``'s record is cached: ``cache_dir/<spec.key()>/result.json``, or
+    ``cache_dir/fast-<key>/...`` under ``VHAKIT_FAST=1`` (the pipeline's seconds-long budgets;
+    the same folder as ``run_experiment``'s own result, whose extra fields are kept)."""
+    return Path(cache_dir) / f"{'fast-' if _fast() else ''}{spec.key()}" / RESULT_FILE
+
+
 def spec_dict(spec: ExperimentSpec) -> dict:
     """``spec`` as its JSON form (``test_splits`` a list), as stored in records."""
     return json.loads(json.dumps(asdict(spec)))
@@ -179,7 +193,7 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     is ``{test_split: {metric: float}}``.
     """
     cache_dir = Path(cache_dir)
-    path = cache_dir / spec.key() / RESULT_FILE
+    path = result_path(spec, cache_dir)
     record = _read_record(path, spec)
     if record is not None:
         return {**record, "cached": True}
@@ -190,9 +204,15 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     record = {"version": RECORD_VERSION, "key": spec.key(), "seed": spec.seed,
               "spec": spec_dict(spec), "metrics": metrics,
               "seconds": round(time.perf_counter() - start, 3), "standin": standin,
+              "fast": _fast(),
               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if not standin:
-        _write_json_atomic(path, record)
+        try:  # keep what the runner stored beside its metrics (e.g. its model folder)
+            extra = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            extra = {}
+        extra = extra if isinstance(extra, dict) else {}
+        _write_json_atomic(path, {**extra, **record})
     return {**record, "cached": False}
 
 
@@ -240,6 +260,7 @@ class SweepResult:
     runs: list[dict]
     summary: list[dict]
     standin: bool = False
+    fast: bool = False
     markdown: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -283,7 +304,8 @@ def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cac
             print(f"[{i}/{len(specs)}] done ({how})", flush=True)
         runs.append(record)
     result = SweepResult(str(table), preset, resolve_seeds(seeds), cells, runs,
-                         summarize(cells, runs), standin=any(r["standin"] for r in runs))
+                         summarize(cells, runs), standin=any(r["standin"] for r in runs),
+                         fast=any(r.get("fast") for r in runs))
     result.markdown = render_markdown(result)
     if results_dir is not None:
         result.paths = write_results(result, Path(results_dir))
@@ -291,15 +313,17 @@ def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cac
 
 
 def cached_runs(cache_dir, **match) -> list[dict]:
-    """Every cached run record under ``cache_dir`` whose spec fields equal ``match``."""
+    """Every cached run record under ``cache_dir`` whose spec fields equal ``match`` (of the
+    current mode: fast-mode runs only under ``VHAKIT_FAST=1``)."""
     out = []
-    for path in sorted(Path(cache_dir).glob(f"*/{RESULT_FILE}")):
+    for path in sorted(Path(cache_dir).glob(f"*/{RESULT_FILE}")):  # fast- runs included
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         spec = record.get("spec") if isinstance(record, dict) else None
         if (isinstance(spec, dict) and record.get("version") == RECORD_VERSION
+                and bool(record.get("fast")) == _fast()
                 and all(spec.get(k) == (list(v) if isinstance(v, tuple) else v)
                         for k, v in match.items())):
             out.append(record)
@@ -323,7 +347,9 @@ def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=N
     for record in saved.get("runs", []):
         if record.get("standin") or record.get("version") != RECORD_VERSION:
             continue
-        path = Path(cache_dir) / record["key"] / RESULT_FILE
+        if bool(record.get("fast")) != _fast():
+            continue
+        path = result_path(ExperimentSpec(**record["spec"]), cache_dir)
         if not path.exists():
             _write_json_atomic(path, {k: v for k, v in record.items() if k != "cached"})
     return run_sweep(table, preset, seeds, cache_dir, results_dir, runner or auto_runner(),
@@ -341,7 +367,7 @@ standin_runner.standin = True
 
 class _AutoRunner:
     """``run_experiment`` while it exists; :func:`standin_runner` (with a warning) while it
-    raises ``NotImplementedError``."""
+    raises ``NotImplementedError`` or a part of vhakit it imports is not there yet."""
 
     def __init__(self):
         self.standin = False
@@ -350,7 +376,10 @@ class _AutoRunner:
         if not self.standin:
             try:
                 return pipeline.run_experiment(spec, cache_dir, progress=progress)
-            except NotImplementedError as err:
+            except (NotImplementedError, ModuleNotFoundError) as err:
+                if isinstance(err, ModuleNotFoundError) and not str(err.name).startswith(
+                        "vhakit"):
+                    raise  # a missing third-party package is a real error
                 warnings.warn(f"run_experiment is not available yet ({err}); showing stand-in "
                               "NaN numbers, not results", stacklevel=2)
                 self.standin = True

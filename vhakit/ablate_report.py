@@ -104,6 +104,9 @@ def render_markdown(result) -> str:
     out = [f"# {title}", "",
            f"Kit: preset `{result.preset}`, {seeds} ({', '.join(map(str, result.seeds))}), "
            f"mean ± sample std; paper: {PAPER_SOURCES[result.table]}. Units: mm and degrees."]
+    if result.fast:
+        out += ["", "**VHAKIT_FAST=1: seconds-long training budgets; the numbers only show that "
+                "the code runs.**"]
     if result.standin:
         out += ["", "**STAND-IN: the training pipeline was not available; the kit's numbers are "
                 "placeholders (n/a), not results.**"]
@@ -192,7 +195,7 @@ def _json_payload(result) -> dict:
 
     return _clean({
         "table": result.table, "preset": result.preset, "seeds": list(result.seeds),
-        "standin": result.standin, "paper_source": PAPER_SOURCE,
+        "standin": result.standin, "fast": result.fast, "paper_source": PAPER_SOURCE,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cells": [{"row": c.row, "column": c.column, "test_split": c.test_split,
                    "spec": asdict(c.spec)} for c in result.cells],
