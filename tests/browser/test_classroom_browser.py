@@ -1,0 +1,159 @@
+"""The classroom dashboards in a real browser: Voila (as ``make classroom`` starts it) + headless
+Debian Chromium through Playwright.
+
+Starts Voila on a free 127.0.0.1 port with the command of :func:`vhakit.classroom.voila_command`,
+opens the dashboard of notebook 07 and checks that the viewer widget renders, that no code is
+shown, that moving the frame slider changes the error read-out and the picture, and that the
+later 3D views arrive as pictures. Screenshots go to ``test-artifacts/classroom_07*.png``. About 30 s on 2 cores (Voila runs the notebook in fast
+mode before it sends the page). Skips, with the reason, without Voila, Playwright or Chromium.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+NOTEBOOKS = REPO / "notebooks"
+VIEWER = "07_interactive_3d.ipynb"
+SERVER_START_TIMEOUT_S = 30
+PAGE_TIMEOUT_S = 60  # Voila executes the whole notebook before it answers
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop Voila and its kernels (its own process group), SIGKILL if it does not exit."""
+    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        if proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@pytest.fixture(scope="module")
+def classroom(tmp_path_factory):
+    """The Voila server of ``make classroom`` on a free port, kernels in fast mode; always
+    stopped at the end, also when the start or a test fails."""
+    pytest.importorskip("voila", reason="Voila is not installed (the notebooks extra)")
+    from vhakit.classroom import voila_command
+
+    server = voila_command(NOTEBOOKS, port=_free_port())
+    tmp = tmp_path_factory.mktemp("voila")
+    log = tmp / "voila.log"
+    env = dict(os.environ, VHAKIT_FAST="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"))
+    with open(log, "w") as out:
+        proc = subprocess.Popen(server.command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"Voila exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{server.url}/?token={server.token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"Voila did not answer within {SERVER_START_TIMEOUT_S} s:\n"
+                            f"{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield server, log
+    finally:
+        _stop(proc)
+
+
+def test_only_the_dashboards_are_listed_and_the_token_is_required(classroom):
+    server, _ = classroom
+    with urllib.request.urlopen(f"{server.url}/voila/api/contents/?token={server.token}",
+                                timeout=10) as r:
+        listed = sorted(c["name"] for c in json.load(r)["content"] if c["type"] == "notebook")
+    assert VIEWER in listed
+    assert listed == sorted(server.dashboards)  # 00, 02, ... are not offered
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(f"{server.url}/voila/api/contents/", timeout=10)
+    assert err.value.code in (401, 403)
+
+
+def _readout(page) -> dict:
+    el = page.locator(".vhakit-viewer .vhakit-readout-text")
+    return {"frame": el.get_attribute("data-frame"), "mpve": el.get_attribute("data-mpve-mm"),
+            "method": el.get_attribute("data-method")}
+
+
+def test_viewer_dashboard_renders_without_code_and_reacts(classroom, browser_page):
+    server, log = classroom
+    page = browser_page
+    ARTIFACTS.mkdir(exist_ok=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(server.dashboard_url(VIEWER), timeout=PAGE_TIMEOUT_S * 1000)
+
+        # 1. the viewer widget renders, with its picture
+        page.wait_for_selector(".vhakit-viewer .vhakit-readout-text",
+                               timeout=PAGE_TIMEOUT_S * 1000)
+        assert page.get_by_text("Error displaying widget").count() == 0
+        page.wait_for_function(
+            "() => { const i = document.querySelector('.vhakit-viewer img.vhakit-view');"
+            " return i && i.complete && i.naturalWidth > 100; }")
+        first = _readout(page)
+        assert first["frame"] == "0" and float(first["mpve"]) > 0, first
+        view = page.locator(".vhakit-viewer img.vhakit-view")
+        first_src = view.get_attribute("src")
+
+        # 2. no code: no editor, no input prompt, none of the notebook's source text
+        assert page.locator(".jp-InputArea-editor, .jp-InputPrompt, .cm-editor").count() == 0
+        assert "ReconstructionViewer(recons)" not in page.content()
+        assert page.get_by_text("Looking at reconstructions in 3D").count() >= 1  # markdown stays
+
+        # 3. move the frame slider with the keyboard, as a student would
+        handle = page.locator(".vhakit-viewer .widget-slider .noUi-handle").first
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "() => document.querySelector('.vhakit-viewer .vhakit-readout-text')"
+            ".getAttribute('data-frame') === '1'", timeout=30_000)
+        page.wait_for_function(  # the picture follows the read-out
+            "() => document.querySelector('.vhakit-viewer img.vhakit-view')"
+            ".classList.contains('vhakit-frame-1')", timeout=30_000)
+        second = _readout(page)
+        assert second["method"] == first["method"]
+        assert second["mpve"] != first["mpve"], (first, second)
+        assert view.get_attribute("src") != first_src
+        page.screenshot(path=str(ARTIFACTS / "classroom_07.png"))
+
+        # 4. the later 3D views arrive as pictures (a Voila kernel gets the static backend)
+        images = page.locator(".jp-OutputArea-output img:not(.vhakit-view):not(.vhakit-inputs)")
+        assert images.count() >= 3, images.count()
+        images.last.scroll_into_view_if_needed()
+        page.screenshot(path=str(ARTIFACTS / "classroom_07_end.png"))
+        assert not [e for e in errors if "widget" in e.lower()], errors
+    except Exception:
+        page.screenshot(path=str(ARTIFACTS / "classroom-failure.png"))
+        print(f"Voila log ({log}):\n{log.read_text()[-4000:]}")
+        raise
