@@ -2,6 +2,8 @@
 #   make demo   - create .venv, install torch (CPU) + vhakit with extras, run `vhakit demo`
 #   make test   - same set-up, then the whole test suite (unit tests + notebooks in fast mode)
 #   make lab    - same set-up, then JupyterLab on localhost (token authentication on)
+#   make classroom - same set-up, then the viewer/ablation notebooks as Voila dashboards
+#                    (widgets only, no code) on 127.0.0.1:8866 (CLASSROOM_PORT=...), token on
 PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
@@ -9,9 +11,10 @@ EXTRAS ?= notebooks,viz,dev
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.vhakit-installed
 PYTEST_ARGS ?=
+CLASSROOM_PORT ?= 8866
 export VTK_DEFAULT_OPENGL_WINDOW ?= vtkEGLRenderWindow
 
-.PHONY: setup demo test lab lint clean
+.PHONY: setup demo test lab classroom lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +36,11 @@ test: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/ --ip=127.0.0.1 --no-browser
+
+# Voila comes with the notebooks extra; installed here too when EXTRAS was overridden without it.
+classroom: setup
+	@$(BIN)/python -c "import voila" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[notebooks]"
+	$(BIN)/python -m vhakit.classroom --port $(CLASSROOM_PORT)
 
 lint: setup
 	$(BIN)/ruff check vhakit tests data_scripts benchmarks
