@@ -326,3 +326,52 @@ def test_auto_runner_falls_back_only_for_missing_vhakit_parts(tmp_path, monkeypa
     monkeypatch.setattr(pipeline, "run_experiment", broken_install)
     with pytest.raises(ModuleNotFoundError, match="scipy"):
         auto_runner()(spec, tmp_path)
+
+
+def test_claims_verdicts_against_hand_computation(tmp_path, monkeypatch):
+    from vhakit.ablate_claims import check_claims, claims_markdown
+
+    result = run_sweep("1", "tiny", 3, tmp_path, None, CountingRunner(), progress=False)
+    code = check_claims(result)[0]  # vertex + code (137 + 2) minus vertex (117 + 2) = +20
+    assert code["kit"] == pytest.approx(20.0)
+    assert code["se"] == pytest.approx(math.sqrt(39 / 3 + 39 / 3))  # per-cell std sqrt(39)
+    assert code["paper"] == pytest.approx(24.0 - 25.1) and code["verdict"] == "no"
+    assert "| no |" in claims_markdown(result) and "-1.1 mm" in claims_markdown(result)
+
+    def prior_helps(spec, cache_dir, progress=True):  # big, seed-independent gains
+        out = fake_metrics(replace(spec, seed=0))
+        bonus = 50.0 * (spec.use_code_loss + spec.init_from_vha + spec.use_vertex_loss)
+        return {s: {k: (v - bonus + 0.1 * spec.seed if k != "num_frames" else v)
+                    for k, v in m.items()} for s, m in out.items()}
+
+    good = run_sweep("1", "tiny", [0, 1, 2], tmp_path / "g", None, prior_helps, progress=False)
+    # full 177-150=27, vertex+pretrain 157-100=57, vertex 117-50=67, code+pretrain 167-100=67
+    assert [c["kit"] for c in check_claims(good)] == pytest.approx([-30.0, -10.0, -40.0, -30.0])
+    assert [c["verdict"] for c in check_claims(good)] == ["yes"] * 4
+    one = run_sweep("1", "tiny", 1, tmp_path / "g", None, prior_helps, progress=False)
+    assert check_claims(one)[0]["verdict"] == "weak" and math.isnan(check_claims(one)[0]["se"])
+    eff = run_sweep("efficiency", "tiny", 1, tmp_path, None, CountingRunner(), progress=False)
+    # smallest fraction 0.03: vha_bcp 181 + 3 vs baseline 186 + 3 -> -5; gap at 100 %: -5 too.
+    assert [c["kit"] for c in check_claims(eff)] == [pytest.approx(-5.0), pytest.approx(0.0)]
+
+
+def test_figures_show_every_cell(tmp_path):
+    from vhakit.ablate_plots import comparison_figure, efficiency_figure
+
+    t2 = run_sweep("2", "tiny", 2, tmp_path, None, CountingRunner(), progress=False)
+    fig = comparison_figure(t2)
+    kit, paper = fig.axes[:2]
+    assert len(kit.patches) == len(paper.patches) == 12
+    heights = sorted(p.get_height() for p in kit.patches)
+    assert heights == pytest.approx(sorted(e["mean"] for e in t2.summary
+                                           if e["metric"] == "mpve_mm"))
+    assert max(p.get_height() for p in paper.patches if not math.isnan(p.get_height())) == 42.7
+    eff = run_sweep("efficiency", "tiny", 2, tmp_path, None, CountingRunner(), progress=False)
+    containers = efficiency_figure(eff).axes[0].containers  # one errorbar per method
+    assert [c.get_label() for c in containers] == ["baseline (LMT-style)", "VHA+BCP"]
+    for container, method in zip(containers, ("baseline", "vha_bcp"), strict=True):
+        line = container.lines[0]
+        assert list(line.get_xdata()) == [3.0, 10.0, 30.0, 100.0]
+        expected = [eff.value(container.get_label(), f"{f:g}")[0] for f in (0.03, 0.1, 0.3, 1.0)]
+        assert list(line.get_ydata()) == pytest.approx(expected)
+        assert method in {c.spec.method for c in eff.cells if c.row == container.get_label()}

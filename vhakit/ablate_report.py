@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 __all__ = ["PAPER_SOURCE", "PAPER_TABLE1", "PAPER_TABLE2", "PAPER_METRICS", "paper_numbers",
-           "result_stem", "render_markdown", "write_results", "efficiency_figure", "fmt_mean_std"]
+           "result_stem", "render_markdown", "write_results", "fmt_mean_std", "HEADERS"]
 
 PAPER_SOURCE = ("paper.txt (VHA + BCP), Table 1 (BCP ablation, Human3.6M) and Table 2 "
                 "(ResNet152 backbone rows)")
@@ -206,35 +206,11 @@ def _json_payload(result) -> dict:
     })
 
 
-def efficiency_figure(result, metric: str = "mpve_mm"):
-    """A matplotlib ``Figure``: ``metric`` (mean ± std over seeds) vs training-set fraction."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.8), dpi=100)
-    ax = fig.add_subplot()
-    for row in dict.fromkeys(c.row for c in result.cells):
-        entries = sorted((e for e in result.summary if e["row"] == row and e["metric"] == metric),
-                         key=lambda e: float(e["column"]))
-        x = [float(e["column"]) * 100 for e in entries]
-        y = [e["mean"] for e in entries]
-        err = [0.0 if math.isnan(e["std"]) else e["std"] for e in entries]
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=row)
-    ax.set_xscale("log")
-    ax.set_xlabel("training set used (%)")
-    ax.set_ylabel(HEADERS.get(metric, metric))
-    label = " (STAND-IN: no results)" if result.standin else ""
-    ax.set_title(f"Data efficiency, preset {result.preset}, {len(result.seeds)} seed(s){label}",
-                 fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
 def write_results(result, results_dir: Path) -> dict[str, Path]:
     """Write ``<stem>.md``, ``.csv``, ``.json`` (and ``.png`` for the efficiency curve) into
     ``results_dir``, each atomically; returns ``{suffix: path}``."""
     from vhakit.ablate import _write_json_atomic
+    from vhakit.ablate_plots import efficiency_figure
 
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
