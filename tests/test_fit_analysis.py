@@ -157,6 +157,7 @@ def test_figures(body, targets):
     fig, ax = plt.subplots()
     plot_convergence(ax, fit)
     assert len(ax.lines[0].get_xdata()) == len(fit.loss_history)
+    assert ax.get_yscale() == "symlog"  # the energy can end below zero (GMM log-likelihood)
     empty = fit_smpl(targets.vertices108[:1], body, FitConfig(global_iters=0, full_iters=0,
                                                               restarts=False))
     with pytest.raises(ValueError, match="loss_history"):

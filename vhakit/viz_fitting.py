@@ -39,13 +39,16 @@ def draw_stages(axes, stages: dict, faces, targets108, frame: int = 0,
 
 
 def plot_convergence(ax, fit, label: str | None = None, color=None) -> None:
-    """The mean energy over frames per iteration (``fit.loss_history``, log scale), with the end
-    of the global stage marked. The global stage's energy is the data term only."""
+    """The mean energy over frames per iteration (``fit.loss_history``), with the end of the
+    global stage marked. The global stage's energy is the data term only. The y axis is
+    logarithmic above 1 and linear below (``symlog``): the GMM's negative log-likelihood can make
+    the final energy negative, and an energy of 1 is a 1-sigma RMS residual."""
     h = _np(fit.loss_history)
     if h.size == 0:
         raise ValueError("fit.loss_history is empty: the fit ran no iterations")
     it = np.arange(1, h.size + 1)
-    line, = ax.semilogy(it, h, marker=".", label=label, color=color)
+    line, = ax.plot(it, h, marker=".", label=label, color=color)
+    ax.set_yscale("symlog", linthresh=1.0)
     if 0 < fit.global_iters < h.size:
         ax.axvline(fit.global_iters + 0.5, color=line.get_color(), ls=":", lw=1)
     ax.set_xlabel("iteration (global stage, then full stage)")
