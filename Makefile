@@ -3,6 +3,7 @@
 #   make test   - same set-up, then the whole test suite (unit tests + notebooks in fast mode)
 #   make lab    - same set-up, then JupyterLab on localhost (token authentication on)
 #   make classroom - same set-up, then the viewer/ablation notebooks as Voila dashboards
+#   make student - same set-up, then student copies of the notebooks (no solutions) in student/
 #                    (widgets only, no code) on 127.0.0.1:8866 (CLASSROOM_PORT=...), token on
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 CLASSROOM_PORT ?= 8866
 export VTK_DEFAULT_OPENGL_WINDOW ?= vtkEGLRenderWindow
 
-.PHONY: setup demo test lab classroom lint clean
+.PHONY: setup demo test lab classroom lint clean student
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,10 @@ lab: setup
 classroom: setup
 	@$(BIN)/python -c "import voila" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[notebooks]"
 	$(BIN)/python -m vhakit.classroom --port $(CLASSROOM_PORT)
+
+# Student copies of the notebooks (cells tagged `solution` removed, outputs cleared) -> student/
+student: setup
+	$(BIN)/python -m vhakit.student --src notebooks --dst student
 
 lint: setup
 	$(BIN)/ruff check vhakit tests data_scripts benchmarks
