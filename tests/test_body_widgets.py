@@ -103,7 +103,7 @@ def test_shape_slider_gives_the_body_models_mesh(body, explorer):
 
 def test_knee_slider_bends_the_knee_by_its_angle(body, explorer):
     """Independent check: the angle between thigh (hip->knee) and shin (knee->ankle) grows by the
-    slider's value (the rest leg is nearly straight)."""
+    slider's value (the rest leg is bent ~9 degrees, in the same sagittal plane)."""
     def knee_angle_deg(joints):
         hip, knee, ankle = (joints[0, JOINT_NAMES.index(n)] for n in
                             ("left_hip", "left_knee", "left_ankle"))
@@ -114,7 +114,7 @@ def test_knee_slider_bends_the_knee_by_its_angle(body, explorer):
     rest = knee_angle_deg(explorer.output.joints)
     explorer.pose_sliders["L knee (x: + flexes)"].value = 70.0
     bent = knee_angle_deg(explorer.output.joints)
-    assert abs(bent - rest - 70.0) < 2 * rest + 1.0, (rest, bent)
+    assert abs(bent - rest - 70.0) < 3.0, (rest, bent)  # measured: 9.1 -> 78.8 degrees
     with torch.no_grad():
         ref = body(body_pose=pose_from_controls({"L knee (x: + flexes)": 70.0}))
     torch.testing.assert_close(explorer.output.vertices, ref.vertices)
