@@ -249,3 +249,195 @@ def config_dict(cfg) -> dict:
             return [plain(x) for x in v]
         return v
     return plain(asdict(cfg))
+
+
+# ------------------------------------------------------------- BCP and the LMT-style baseline
+# (appended by the BCP issue; the VHA part above is unchanged)
+AGGREGATIONS = ("softmax", "sum", "mean")  # as vhakit.models.unproject.AGGREGATIONS
+BACKBONES = ("resnet", "torchvision-resnet18")  # as vhakit.models.backbone.BACKBONES
+
+
+@dataclass(frozen=True)
+class MultiViewConfig:
+    """The multi-view front end shared by BCP and the baseline (``vhakit.models.bcp``): the
+    visibility module, the 2D backbone (features at 1/4 of the image size), unprojection into
+    the cuboid and the aggregation over views."""
+
+    n_vertices: int = 108  # subsampled vertices (visibility logits per view)
+    backbone: str = "resnet"  # "resnet" (the kit's) | "torchvision-resnet18" (needs torchvision)
+    backbone_channels: tuple[int, ...] = (16, 32, 64)  # widths at H/2, H/4, H/8
+    feature_channels: int = 16  # channels unprojected into the cuboid (LT: 32)
+    visibility_channels: tuple[int, ...] = (16, 32, 64, 64)  # visibility CNN, one stride-2 conv each
+    aggregation: str = "softmax"  # "softmax" | "sum" | "mean" over views (LT H36M: softmax)
+    norm2d: str = "group"  # 2D normalisation: "group" | "batch"
+
+    def __post_init__(self) -> None:
+        for name in ("backbone_channels", "visibility_channels"):
+            object.__setattr__(self, name, tuple(int(c) for c in getattr(self, name)))
+        for name in ("n_vertices", "feature_channels"):
+            _check_positive(getattr(self, name), name)
+        if len(self.backbone_channels) != 3 or min(self.backbone_channels) < 1:
+            raise ValueError(f"backbone_channels must be 3 positive ints, got {self.backbone_channels}")
+        if not self.visibility_channels or min(self.visibility_channels) < 1:
+            raise ValueError(f"visibility_channels must be positive ints, got {self.visibility_channels}")
+        _check_choice(self.backbone, "backbone", BACKBONES)
+        _check_choice(self.aggregation, "aggregation", AGGREGATIONS)
+        _check_choice(self.norm2d, "norm2d", ("group", "batch"))
+
+
+@dataclass(frozen=True)
+class BCPConfig(MultiViewConfig):
+    """Body code predictor (``vhakit.models.bcp.BodyCodePredictor``). The grid, cuboid and 3D
+    encoder come from the trained VHA's :class:`VHAConfig`."""
+
+
+@dataclass(frozen=True)
+class BaselineConfig(MultiViewConfig):
+    """LMT-style baseline (``vhakit.models.baseline.LMTBaseline``): a V2V-style encoder-decoder
+    with additive skips at ``grid / stem_stride`` and below, regressing the vertex heatmaps."""
+
+    grid: int = 32  # voxels per cuboid axis (paper: 64)
+    side_m: float = 2.0  # cuboid edge, metres
+    stem_channels: int = 16
+    stem_kernel: int = 7  # V2V's first kernel size
+    stem_stride: int = 2  # 1 = full resolution (V2V); 2 = the 3D work at G/2 and below
+    channels: tuple[int, ...] = (16, 32, 64)  # per level, level 0 at grid / stem_stride
+    head_channels: int = 32  # full-resolution channels before the 1x1 output (stride 2 only)
+    head_init_scale: float = 0.1  # multiplies the Xavier init of the output convolution
+    beta: float = 10.0  # soft-argmax inverse temperature
+    norm: str = "group"  # 3D normalisation: "batch" | "group" | "none"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        for name in ("grid", "side_m", "stem_channels", "stem_kernel", "head_channels",
+                     "head_init_scale", "beta"):
+            _check_positive(getattr(self, name), name)
+        if not self.channels or min(self.channels) < 1:
+            raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
+        _check_choice(self.norm, "norm", NORMS)
+        _check_choice(self.stem_stride, "stem_stride", (1, 2))
+        if self.stem_kernel % 2 != 1:
+            raise ValueError(f"stem_kernel must be odd, got {self.stem_kernel}")
+        down = self.stem_stride * 2 ** (len(self.channels) - 1)
+        if self.grid % down:
+            raise ValueError(f"grid={self.grid} must be divisible by stem_stride * "
+                             f"2^(len(channels)-1) = {down}")
+
+
+@dataclass(frozen=True)
+class BCPTaskConfig:
+    """BCP training (paper Eqs. 5-7): ``L = |V_hat - V|_1 + code_weight * mean|z_hat - z|``
+    (+ ``visibility_weight`` * BCE of the visibility module). The switches are Table 1's
+    columns. The cuboid is centred on the ground-truth pelvis + U[-jitter_m, jitter_m]^3 at
+    training time and on the ground-truth pelvis at evaluation (as LMT's use_gt_pelvis)."""
+
+    use_vertex_loss: bool = True
+    use_code_loss: bool = True
+    init_from_vha: bool = True  # start the 3D encoder from the trained VHA encoder
+    code_weight: float = 100.0  # lambda (paper Sec. 3.1)
+    visibility_weight: float = 1.0
+    jitter_m: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not (self.use_vertex_loss or self.use_code_loss):
+            raise ValueError("use_vertex_loss and use_code_loss are both False: nothing to train")
+        for name in ("code_weight", "visibility_weight", "jitter_m"):
+            _check_positive(getattr(self, name), name, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class BaselineTaskConfig:
+    """Baseline training: vertex L1 (+ visibility BCE); cuboid centre as :class:`BCPTaskConfig`."""
+
+    visibility_weight: float = 1.0
+    jitter_m: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("visibility_weight", "jitter_m"):
+            _check_positive(getattr(self, name), name, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class BCPRunConfig:
+    model: BCPConfig
+    task: BCPTaskConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class BaselineRunConfig:
+    model: BaselineConfig
+    task: BaselineTaskConfig
+    train: TrainConfig
+
+
+# channels_last is off: vhakit.train.fit would convert every weight, 2D ones included (an error);
+# the models put their 3D convolutions in channels-last-3d themselves.
+_MULTIVIEW_PRESETS: dict[str, dict[str, dict[str, dict]]] = {
+    "tiny": {
+        "bcp": {
+            "model": {"backbone_channels": (8, 16, 32), "feature_channels": 8,
+                      "visibility_channels": (8, 16, 32)},
+            "task": {},
+            "train": {"lr": 1e-4, "batch_size": 2, "epochs": 2, "log_every": 5, "save_every": 20,
+                      "channels_last": False},
+        },
+        "baseline": {
+            "model": {"backbone_channels": (8, 16, 32), "feature_channels": 8,
+                      "visibility_channels": (8, 16, 32), "grid": 16, "stem_channels": 8,
+                      "channels": (8, 16), "head_channels": 16},
+            "task": {},
+            "train": {"lr": 1e-4, "batch_size": 2, "epochs": 2, "log_every": 5, "save_every": 20,
+                      "channels_last": False},
+        },
+    },
+    "teaching": {
+        "bcp": {"model": {}, "task": {}, "train": {"lr": 1e-4, "batch_size": 3, "epochs": 5,
+                                                       "channels_last": False}},
+        "baseline": {"model": {}, "task": {}, "train": {"lr": 1e-4, "batch_size": 3, "epochs": 5,
+                                                       "channels_last": False}},
+    },
+    "paper": {  # Sec. 3.1: 384^2 images (data preset), 64^3, lr 1e-4, batch 3, 20 epochs, no augmentation
+        "bcp": {
+            "model": {"backbone_channels": (64, 128, 256), "feature_channels": 32,
+                      "visibility_channels": (32, 64, 128, 256), "norm2d": "batch"},
+            "task": {"jitter_m": 0.0},
+            "train": {"lr": 1e-4, "batch_size": 3, "epochs": 20, "autocast": "auto",
+                      "save_every": 500, "log_every": 50, "channels_last": False},
+        },
+        "baseline": {
+            "model": {"backbone_channels": (64, 128, 256), "feature_channels": 32,
+                      "visibility_channels": (32, 64, 128, 256), "norm2d": "batch", "grid": 64,
+                      "stem_stride": 1, "channels": (32, 64, 128, 128, 128), "norm": "batch",
+                      "beta": 1.0, "head_init_scale": 1.0},
+            "task": {"jitter_m": 0.0},
+            "train": {"lr": 1e-4, "batch_size": 3, "epochs": 20, "autocast": "auto",
+                      "save_every": 500, "log_every": 50, "channels_last": False},
+        },
+    },
+}
+for _name, _stages in _MULTIVIEW_PRESETS.items():
+    PRESETS[_name].update(_stages)
+
+__all__ += ["MultiViewConfig", "BCPConfig", "BaselineConfig", "BCPTaskConfig",
+            "BaselineTaskConfig", "BCPRunConfig", "BaselineRunConfig", "bcp_configs",
+            "baseline_configs"]
+
+
+def bcp_configs(preset: str = "teaching", **overrides) -> BCPRunConfig:
+    """The configs of a BCP run: preset ``preset`` with keyword overrides (field names of
+    :class:`BCPConfig`, :class:`BCPTaskConfig` or :class:`TrainConfig`)."""
+    cfg = build_configs(get_preset(preset)["bcp"],
+                        {"model": BCPConfig, "task": BCPTaskConfig, "train": TrainConfig},
+                        overrides)
+    return BCPRunConfig(**cfg)
+
+
+def baseline_configs(preset: str = "teaching", **overrides) -> BaselineRunConfig:
+    """The configs of a baseline run (fields of :class:`BaselineConfig`,
+    :class:`BaselineTaskConfig` or :class:`TrainConfig`)."""
+    cfg = build_configs(get_preset(preset)["baseline"],
+                        {"model": BaselineConfig, "task": BaselineTaskConfig, "train": TrainConfig},
+                        overrides)
+    return BaselineRunConfig(**cfg)
