@@ -64,11 +64,30 @@ def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
 
 
 def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
-    raise NotImplementedError("train-bcp lands with the BCP issue")
+    from vhakit.train_bcp import train_bcp
+
+    if args.no_code_loss and args.no_vertex_loss:
+        raise ValueError("--no-code-loss and --no-vertex-loss together leave nothing to train")
+    res = train_bcp(preset=args.preset, data=args.data, vha=args.vha, out_dir=args.out,
+                    resume=args.resume, eval_data=args.eval_data,
+                    use_code_loss=not args.no_code_loss, use_vertex_loss=not args.no_vertex_loss,
+                    init_from_vha=not args.no_init)
+    _print_result("BCP", res)
+    return 0
 
 
 def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
-    raise NotImplementedError("train-baseline lands with the BCP issue")
+    from vhakit.train_bcp import train_baseline
+
+    res = train_baseline(preset=args.preset, data=args.data, out_dir=args.out, resume=args.resume,
+                         eval_data=args.eval_data)
+    _print_result("baseline", res)
+    return 0
+
+
+def _print_result(what: str, res) -> None:  # owner: BCP issue (6)
+    best = "" if res.best is None else f"; best eval MPVE {res.best:.1f} mm"
+    print(f"{what}: checkpoint {res.checkpoint}{best}")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:  # owner: pipeline (lead)
@@ -125,8 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train_vha)
 
     p = sub.add_parser("train-bcp", help="train the body code predictor (needs a trained VHA)")
+    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="multi-view dataset folder (vhakit make-data)")
+    p.add_argument("--vha", required=True, metavar="RUN_DIR",
+                   help="trained VHA run folder or checkpoint (vhakit train-vha)")
+    p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
+    p.add_argument("--out", default="runs/bcp", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    p.add_argument("--no-code-loss", action="store_true", help="drop the latent-code L1 (Table 1)")
+    p.add_argument("--no-vertex-loss", action="store_true", help="drop the vertex L1 (Table 1)")
+    p.add_argument("--no-init", action="store_true",
+                   help="do not initialise the 3D encoder from the VHA encoder (Table 1)")
     p.set_defaults(func=_cmd_train_bcp)
     p = sub.add_parser("train-baseline", help="train the LMT-style baseline")
+    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="multi-view dataset folder (vhakit make-data)")
+    p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
+    p.add_argument("--out", default="runs/baseline", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
     p.set_defaults(func=_cmd_train_baseline)
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
     p.set_defaults(func=_cmd_evaluate)
