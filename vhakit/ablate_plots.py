@@ -23,9 +23,13 @@ def efficiency_figure(result, metric: str = "mpve_mm"):
         err = [0.0 if math.isnan(e["std"]) else e["std"] for e in entries]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=row)
     ax.set_xscale("log")
+    ticks = sorted({float(c.column) * 100 for c in result.cells})
+    ax.set_xticks(ticks, [f"{t:g} %" for t in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("training set used (%)")
     ax.set_ylabel(HEADERS.get(metric, metric))
-    label = " (STAND-IN: no results)" if result.standin else ""
+    label = (" (STAND-IN: no results)" if result.standin
+             else " (VHAKIT_FAST: smoke test)" if result.fast else "")
     ax.set_title(f"Data efficiency, preset {result.preset}, {len(result.seeds)} seed(s){label}",
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -58,7 +62,8 @@ def comparison_figure(result, metric: str = "mpve_mm"):
                 y = [n[metric] if n and metric in n else math.nan for n in numbers]
                 err = None
             ax.bar(x, y, width, yerr=err, capsize=2, label=row)
-        ax.set_xticks(range(len(columns)), columns, fontsize=8)
+        ax.set_xticks(range(len(columns)), [c.replace(" -> ", "\n→ ") for c in columns],
+                      fontsize=8)
         ax.set_ylabel(HEADERS.get(metric, metric))
         title = (f"kit ({result.preset}, {len(result.seeds)} seed(s))"
                  + (" STAND-IN" if result.standin else "") if source == "kit"
