@@ -1,0 +1,119 @@
+"""Pretrained classroom checkpoints: the committed files reproduce their model card, a fast
+round trip through ``pretrain_classroom``, and clear errors when files are missing."""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from vhakit.classroom_models import (
+    MAX_TOTAL_BYTES,
+    PRETRAINED_DIR,
+    PRETRAINED_NAMES,
+    card_frames,
+    evaluate_pretrained,
+    load_pretrained,
+    pretrain_classroom,
+    pretrained_available,
+    read_card,
+)
+
+committed = pytest.mark.skipif(not pretrained_available(),
+                               reason="no committed checkpoints in vhakit/assets/pretrained")
+
+
+def _mpve108_mm_loop(pred: torch.Tensor, true: torch.Tensor) -> float:
+    """Reference: mean over frames and vertices of the Euclidean error, one frame at a time."""
+    if pred.shape != true.shape:
+        raise ValueError(f"shapes differ: {tuple(pred.shape)} vs {tuple(true.shape)}")
+    per_frame = [np.linalg.norm(pred[i].numpy() - true[i].numpy(), axis=-1).mean()
+                 for i in range(len(pred))]
+    return float(np.mean(per_frame) * 1000)
+
+
+@committed
+def test_committed_checkpoints_are_small_and_load_fast():
+    sizes = {n: (PRETRAINED_DIR / f"{n}.pt").stat().st_size for n in PRETRAINED_NAMES}
+    assert sum(sizes.values()) <= MAX_TOTAL_BYTES, sizes
+    card = read_card()
+    for name in PRETRAINED_NAMES:
+        t0 = time.perf_counter()
+        model = load_pretrained(name)
+        assert time.perf_counter() - t0 < 2.0, f"{name} took {time.perf_counter() - t0:.2f} s"
+        assert not model.training
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert sum(p.numel() for p in model.parameters()) == card["files"][f"{name}.pt"]["parameters"]
+
+
+@committed
+def test_committed_checkpoints_reproduce_the_card():
+    """Re-evaluate on the card's test frames: every metric within 1 % of the card's."""
+    from vhakit.train_bcp import predict_vertices
+
+    card = read_card()
+    ds = card_frames(card)
+    assert ds.names == card["data"]["eval_frame_names"]
+    # the 108-vertex MPVE of BCP, computed here independently of the library's metrics
+    pred = predict_vertices(load_pretrained("bcp"), ds)
+    assert _mpve108_mm_loop(pred, ds.arrays["vertices108"]) == pytest.approx(
+        card["metrics"]["bcp"]["mpve108_mm"], rel=0.01)
+    got = evaluate_pretrained()
+    for name, metrics in card["metrics"].items():
+        for key, value in metrics.items():
+            assert got[name][key] == pytest.approx(value, rel=0.01), (name, key)
+
+
+@committed
+def test_model_card_markdown_shows_the_card_numbers():
+    card, text = read_card(), (PRETRAINED_DIR / "MODEL_CARD.md").read_text()
+    assert card["command"] in text
+    assert f"{card['metrics']['bcp']['mpve108_mm']:.1f}" in text
+    assert f"{card['metrics']['baseline']['mpve_mm']:.1f}" in text
+
+
+def test_fast_round_trip(tmp_path, monkeypatch):
+    """pretrain_classroom end to end (VHAKIT_FAST=1: a few steps), then load and re-evaluate."""
+    from vhakit.train_bcp import load_bcp
+
+    monkeypatch.setenv("VHAKIT_FAST", "1")
+    out = tmp_path / "pretrained"
+    card = pretrain_classroom(out, preset="tiny", seed=0, cache_dir=tmp_path / "cache",
+                              eval_frames=3, progress=False)
+    assert pretrained_available(out)
+    assert json.loads((out / "card.json").read_text()) == card
+    assert card["fast_mode"] and card["command"].startswith("VHAKIT_FAST=1 vhakit pretrain")
+    assert card["data"]["eval_frames"] == 3 == len(card["data"]["eval_frame_names"])
+    assert card["total_bytes"] == sum((out / f"{n}.pt").stat().st_size for n in PRETRAINED_NAMES)
+    assert "Note." in (out / "MODEL_CARD.md").read_text()  # not the teaching preset: says so
+    # the stored weights are the trained ones rounded to float16 (buffers exact)
+    trained = load_bcp(next((tmp_path / "cache").glob("vha_bcp-*")), device="cpu").state_dict()
+    model = load_pretrained("bcp", out)
+    loaded, params = model.state_dict(), dict(model.named_parameters())
+    assert trained.keys() == loaded.keys()
+    for key, value in trained.items():
+        ref = value.half().float() if key in params and value.is_floating_point() else value
+        torch.testing.assert_close(loaded[key], ref.to(loaded[key].dtype), rtol=0, atol=0)
+    # the card's metrics come back exactly on the same machine
+    got = evaluate_pretrained(out)
+    for name, metrics in card["metrics"].items():
+        for key, value in metrics.items():
+            assert got[name][key] == pytest.approx(value, rel=1e-5), (name, key)
+
+
+def test_missing_files_raise_a_clear_error(tmp_path):
+    assert not pretrained_available(tmp_path)
+    with pytest.raises(FileNotFoundError, match="vhakit pretrain-classroom"):
+        load_pretrained("bcp", tmp_path)
+    with pytest.raises(FileNotFoundError, match="vhakit pretrain-classroom"):
+        read_card(tmp_path)
+    with pytest.raises(ValueError, match="one of"):
+        load_pretrained("vhb", tmp_path)
+
+
+def test_foreign_file_is_rejected(tmp_path):
+    torch.save({"model": {}}, tmp_path / "vha.pt")
+    with pytest.raises(ValueError, match="not a 'vha' classroom checkpoint"):
+        load_pretrained("vha", tmp_path)

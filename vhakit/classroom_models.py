@@ -1,0 +1,304 @@
+"""Pretrained classroom checkpoints: small inference-only copies of a VHA, a BCP and a baseline,
+so that a class sees real reconstructions in seconds instead of waiting for training.
+
+``vhakit pretrain-classroom`` (:func:`pretrain_classroom`) trains the three models through the
+pipeline (:func:`vhakit.pipeline.train_or_load_vha`, :func:`~vhakit.pipeline.train_predictor`:
+the same code, seeds and budgets as ``run_experiment``), then writes ``vha.pt``, ``bcp.pt`` and
+``baseline.pt`` into ``vhakit/assets/pretrained/``: the weights only (parameters stored as
+float16, buffers as they are; loading converts back to float32) and the configs to rebuild each
+model, no optimiser or history. The metrics in ``card.json`` / ``MODEL_CARD.md`` are measured on
+the *stored* weights, so they reproduce exactly wherever the same code runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_available",
+           "read_card", "card_frames", "evaluate_pretrained", "pretrain_classroom",
+           "pretrained_reconstructions", "viewer_reconstructions"]
+
+PRETRAINED_DIR = Path(__file__).resolve().parent / "assets" / "pretrained"
+PRETRAINED_NAMES = ("vha", "bcp", "baseline")
+PRETRAINED_FORMAT = "vhakit-pretrained-1"
+MAX_TOTAL_BYTES = 10 * 1024 * 1024  # the issue's budget for the three committed files
+EVAL_SPLIT = "h36m_like"  # test subjects S9, S11 (paper Sec. 4.1)
+LABELS = {"bcp": "VHA+BCP", "baseline": "baseline (LMT-style)"}  # method names as vhakit.demo
+_CMD = "vhakit pretrain-classroom"
+
+
+def _dir(directory: str | os.PathLike | None) -> Path:
+    return PRETRAINED_DIR if directory is None else Path(directory)
+
+
+def _missing(path: Path) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"no pretrained classroom file {path}; create the checkpoints with `{_CMD} --preset "
+        f"teaching` (minutes to hours on a CPU; `--preset tiny` for a quick set), or restore "
+        "vhakit/assets/pretrained/ from git")
+
+
+# --------------------------------------------------------------------------- save and load
+def _export(model: torch.nn.Module, name: str, configs: dict, path: Path) -> int:
+    """Write ``model``'s weights (parameters float16, buffers unchanged) and ``configs``
+    atomically to ``path``; returns the file size in bytes."""
+    from vhakit.data.store import atomic_write_bytes
+
+    params = {k for k, _ in model.named_parameters()}
+    state = {k: (v.detach().cpu().half() if k in params and v.is_floating_point()
+                 else v.detach().cpu().clone()) for k, v in model.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"format": PRETRAINED_FORMAT, "name": name, "configs": configs,
+                "state_dict": state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return len(buf.getvalue())
+
+
+def _build(name: str, configs: dict) -> torch.nn.Module:
+    from vhakit.config import BaselineConfig, BCPConfig, VHAConfig
+
+    if name == "vha":
+        from vhakit.models.vha import VHA
+
+        return VHA(VHAConfig(**configs["model"]))
+    if name == "bcp":
+        from vhakit.models.bcp import BodyCodePredictor
+
+        return BodyCodePredictor(BCPConfig(**configs["model"]), VHAConfig(**configs["vha"]))
+    from vhakit.models.baseline import LMTBaseline
+
+    return LMTBaseline(BaselineConfig(**configs["model"]))
+
+
+def load_pretrained(name: str, directory: str | os.PathLike | None = None,
+                    device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The pretrained classroom model ``name`` (``"vha"``, ``"bcp"`` or ``"baseline"``) in eval
+    mode, float32, on ``device``. Read with ``torch.load(weights_only=True)``.
+
+    Args:
+        directory: where the checkpoints are (default ``vhakit/assets/pretrained``).
+    Raises:
+        FileNotFoundError naming the command that creates the files; ValueError for an
+        unknown name or a file that is not a classroom checkpoint.
+    """
+    if name not in PRETRAINED_NAMES:
+        raise ValueError(f"name must be one of {PRETRAINED_NAMES}, got {name!r}")
+    path = _dir(directory) / f"{name}.pt"
+    if not path.is_file():
+        raise _missing(path)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != PRETRAINED_FORMAT or \
+            ckpt.get("name") != name:
+        raise ValueError(f"{path} is not a {name!r} classroom checkpoint ({PRETRAINED_FORMAT}); "
+                         f"regenerate it with `{_CMD}`")
+    model = _build(name, ckpt["configs"])
+    ref = model.state_dict()
+    model.load_state_dict({k: v.to(ref[k].dtype) if k in ref else v
+                           for k, v in ckpt["state_dict"].items()})
+    return model.to(device).eval()
+
+
+def pretrained_available(directory: str | os.PathLike | None = None) -> bool:
+    """True when the three checkpoints and ``card.json`` are in ``directory``."""
+    d = _dir(directory)
+    return all((d / f).is_file() for f in ("card.json", *(f"{n}.pt" for n in PRETRAINED_NAMES)))
+
+
+def read_card(directory: str | os.PathLike | None = None) -> dict:
+    """The model card (``card.json``) of the checkpoints in ``directory``."""
+    path = _dir(directory) / "card.json"
+    if not path.is_file():
+        raise _missing(path)
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------------------ evaluation
+def card_frames(card: dict, n_frames: int | None = None, progress: bool = False):
+    """The card's test frames as a :class:`~vhakit.data.datasets.MultiViewDataset` (built from
+    the deterministic data recipe if missing); ``n_frames`` evenly spread frames instead of the
+    card's number (the same rule, so ``n_frames=None`` gives exactly the card's frames)."""
+    from vhakit.pipeline import Budget, eval_dataset
+
+    data = card["data"]
+    n = data["eval_frames"] if n_frames is None else int(n_frames)
+    if n < 1:
+        raise ValueError(f"n_frames must be a positive int, got {n_frames}")
+    return eval_dataset(data["test_split"], Budget(data["data_preset"], eval_frames=n), progress)
+
+
+def evaluate_pretrained(directory: str | os.PathLike | None = None, fit: bool = True,
+                        progress: bool = False) -> dict[str, dict[str, float]]:
+    """Re-measure the card's metrics on its test frames: ``{"vha": {"mpve108_mm"}, "bcp": ...,
+    "baseline": ...}`` where BCP and the baseline have the keys of
+    :func:`vhakit.pipeline.evaluate_vertices` (``fit=False``: ``mpve108_mm`` only).
+
+    The VHA's number is its autoencoding error on the frames' true 108 vertices (cuboid at the
+    true pelvis); the others are the predictions from the four views."""
+    card = read_card(directory)
+    ds = card_frames(card, progress=progress)
+    if ds.names != card["data"]["eval_frame_names"]:
+        raise ValueError("the card's test frames differ from the frames built now (the data "
+                         f"recipe changed); regenerate the checkpoints with `{card['command']}`")
+    return _evaluate_on(_dir(directory), ds, fit)
+
+
+def _evaluate_on(directory: Path, ds, fit: bool = True) -> dict[str, dict[str, float]]:
+    from vhakit.body import BodyModel
+    from vhakit.pipeline import evaluate_vertices
+    from vhakit.train import evaluate_vha
+    from vhakit.train_bcp import predict_vertices
+
+    vha = load_pretrained("vha", directory)
+    out = {"vha": {"mpve108_mm": evaluate_vha(vha, ds)["data"]["mpve_mm"]}}
+    body = BodyModel.open()
+    for name in ("bcp", "baseline"):
+        pred = predict_vertices(load_pretrained(name, directory), ds)
+        out[name], _ = evaluate_vertices(pred, ds, body, fit=fit)
+    return out
+
+
+# -------------------------------------------------------------------------------- training
+def _seconds(run_dir: Path) -> float:
+    return float(json.loads((run_dir / "done.json").read_text())["seconds"])
+
+
+def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str = "teaching",
+                       seed: int = 0, *, cache_dir: str | os.PathLike | None = None,
+                       eval_frames: int = 24, progress: bool = True) -> dict:
+    """Train (or reuse from ``cache_dir``) the ``preset`` VHA, BCP and baseline with ``seed``,
+    write ``vha.pt``, ``bcp.pt``, ``baseline.pt``, ``card.json`` and ``MODEL_CARD.md`` to
+    ``out_dir`` and return the card.
+
+    Args:
+        preset: ``tiny`` | ``teaching`` | ``paper`` (budgets of :func:`vhakit.pipeline.get_budget`;
+            ``VHAKIT_FAST=1`` swaps in the seconds-long one and the card says so).
+        cache_dir: training runs (default ``runs/classroom``; ``runs/classroom-fast`` in fast mode).
+        eval_frames: test frames (evenly spread over the ``h36m_like`` test set) the card's
+            metrics are measured on; 24 keeps the re-evaluation test under a minute.
+    """
+    from vhakit.classroom_card import write_model_card
+    from vhakit.config import config_dict
+    from vhakit.pipeline import (
+        ExperimentSpec,
+        fast_mode,
+        get_budget,
+        train_or_load_vha,
+        train_predictor,
+    )
+
+    out_dir = Path(out_dir)
+    fast = fast_mode()
+    cache = Path(cache_dir) if cache_dir is not None else Path(
+        "runs/classroom-fast" if fast else "runs/classroom")
+    budget = get_budget(preset)
+    specs = {"bcp": ExperimentSpec("vha_bcp", preset=preset, train_split=EVAL_SPLIT, seed=seed),
+             "baseline": ExperimentSpec("baseline", preset=preset, train_split=EVAL_SPLIT,
+                                        seed=seed)}
+    t0 = time.perf_counter()
+    vha, vha_dir = train_or_load_vha(specs["bcp"], cache, budget, progress)
+    models = {"vha": (vha, {"model": config_dict(vha.config)}, vha_dir)}
+    for name, spec in specs.items():
+        model, run_dir = train_predictor(spec, cache, budget, progress)
+        cfgs = {"model": config_dict(model.config)}
+        if name == "bcp":
+            cfgs["vha"] = config_dict(model.vha_config)
+        models[name] = (model, cfgs, run_dir)
+    wall = time.perf_counter() - t0
+    (out_dir / "card.json").unlink(missing_ok=True)  # no card for a half-written set
+    files = {}
+    for name, (model, cfgs, _) in models.items():
+        size = _export(model, name, cfgs, out_dir / f"{name}.pt")
+        digest = hashlib.sha256((out_dir / f"{name}.pt").read_bytes()).hexdigest()
+        files[f"{name}.pt"] = {"bytes": size, "sha256": digest,
+                               "parameters": sum(p.numel() for p in model.parameters())}
+    total = sum(f["bytes"] for f in files.values())
+    if total > MAX_TOTAL_BYTES:
+        raise ValueError(f"the checkpoints take {total / 2**20:.1f} MiB, over the "
+                         f"{MAX_TOTAL_BYTES / 2**20:.0f} MiB budget; use a smaller preset")
+    ds = card_frames({"data": {"test_split": EVAL_SPLIT, "data_preset": budget.data_preset,
+                               "eval_frames": eval_frames}}, progress=progress)
+    command = (("VHAKIT_FAST=1 " if fast else "") + f"{_CMD} --preset {preset} --seed {seed}"
+               + ("" if out_dir.resolve() == PRETRAINED_DIR else f" --out {out_dir}"))
+    card = {
+        "format": "vhakit-classroom-card-1", "preset": preset, "seed": seed, "fast_mode": fast,
+        "command": command, "budget": asdict(budget),
+        "data": {"data_preset": budget.data_preset, "train_split": EVAL_SPLIT,
+                 "vha_prior": specs["bcp"].vha_prior, "test_split": EVAL_SPLIT,
+                 "eval_frames": len(ds), "eval_frame_names": list(ds.names),
+                 "eval_frame_index": [int(i) for i in ds.frame_index],
+                 "body_model": "open"},
+        "training_seconds": {**{n: round(_seconds(m[2]), 1) for n, m in models.items()},
+                             "this_call": round(wall, 1)},
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__},
+        "files": files, "total_bytes": total,
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    card["metrics"] = _evaluate_on(out_dir, ds)  # the stored (float16) weights, as shipped
+    _write_json(out_dir / "card.json", card)
+    write_model_card(card, out_dir / "MODEL_CARD.md")
+    return card
+
+
+# ------------------------------------------------------------------------- for the viewer
+def pretrained_reconstructions(n_frames: int = 4, directory: str | os.PathLike | None = None,
+                               progress: bool = False):
+    """:class:`~vhakit.recon.Reconstructions` of the pretrained BCP and baseline on ``n_frames``
+    test frames (evenly spread over the card's test set): ground truth, the 108 predicted
+    vertices and the SMPL fits, with the input views and cameras (method names as the demo's)."""
+    from vhakit.body import BodyModel
+    from vhakit.pipeline import evaluate_vertices
+    from vhakit.recon import Reconstructions
+    from vhakit.train_bcp import predict_vertices
+
+    ds = card_frames(read_card(directory), n_frames, progress)
+    body = BodyModel.open()
+    points, meshes = {}, {}
+    for name in ("baseline", "bcp"):
+        pred = predict_vertices(load_pretrained(name, directory), ds)
+        _, details = evaluate_vertices(pred, ds, body)
+        points[LABELS[name]] = pred.numpy()
+        meshes[f"{LABELS[name]} fitted"] = details["vertices"].numpy()
+    images = np.stack([(ds[i]["images"].permute(0, 2, 3, 1).numpy() * 255).round()
+                       .astype(np.uint8) for i in range(len(ds))])  # (N, views, H, W, 3)
+    return Reconstructions(
+        faces=body.faces.numpy(),
+        meshes={Reconstructions.GT: details["gt_vertices"].numpy(), **meshes},
+        points108={Reconstructions.GT: ds.arrays["vertices108"].numpy(), **points},
+        frame_names=list(ds.names), images=images, K=ds.arrays["K"].numpy(),
+        R=ds.arrays["R"].numpy(), t=ds.arrays["t"].numpy(),
+        subsample_indices=body.subsample_indices.numpy())
+
+
+def viewer_reconstructions(use_pretrained: bool = True, n_frames: int | None = None):
+    """What the viewer shows, best first: the demo's output (``runs/demo``) if it exists, else
+    the pretrained models' reconstructions (``use_pretrained`` and the checkpoints present),
+    else the labelled stand-in. Returns ``(recons, source)``, ``source`` in words.
+
+    ``n_frames``: frames of the pretrained path (default 4 with ``VHAKIT_FAST=1``, else 12)."""
+    from vhakit.pipeline import fast_mode
+    from vhakit.standin import DEMO_RECONSTRUCTIONS, load_reconstructions
+
+    demo = Path(DEMO_RECONSTRUCTIONS)
+    found = any((base / demo).is_file() for base in [Path.cwd(), *list(Path.cwd().parents)[:3]])
+    if found or not (use_pretrained and pretrained_available()):
+        return load_reconstructions()
+    n = n_frames if n_frames is not None else (4 if fast_mode() else 12)
+    card = read_card()
+    return pretrained_reconstructions(n), (
+        f"pretrained classroom models ({card['preset']} preset, seed {card['seed']}; "
+        f"vhakit/assets/pretrained/MODEL_CARD.md) on {n} {card['data']['test_split']} test frames")
+
+
+def _write_json(path: Path, obj) -> None:
+    from vhakit.data.store import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
