@@ -210,6 +210,7 @@ def test_files_parse_back_and_show_the_papers_numbers(tmp_path):
     assert f"{mean:.1f} ± {std:.1f}" in md1
     md2 = (res / "table2.md").read_text()
     assert "40.6" in md2 and "29.9" in md2 and "18.54" in md2 and md2 == t2.markdown
+    assert "Did the paper's orderings reproduce?" in md1 and "| reproduced? |" in md2
     md_eff = (res / "data_efficiency.md").read_text()
     assert "100 %" in md_eff and "3 %" in md_eff and "18.6 vs 26.0" in md_eff
 

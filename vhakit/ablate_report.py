@@ -111,7 +111,7 @@ def render_markdown(result) -> str:
         out += ["", "**STAND-IN: the training pipeline was not available; the kit's numbers are "
                 "placeholders (n/a), not results.**"]
     if result.table == "efficiency":
-        out += ["", _efficiency_pivot(result, look), "", EFFICIENCY_NOTE]
+        out += ["", _efficiency_pivot(result, look), "", EFFICIENCY_NOTE, _claims(result)]
         return "\n".join(out) + "\n"
     header, rows = [], []
     for cell in result.cells:
@@ -140,7 +140,14 @@ def render_markdown(result) -> str:
         out.append("The paper's cross-dataset numbers test on all of LightStage (train and test "
                    "frames); the kit tests on the test part of lightstage_like. real_mocap has "
                    "no counterpart in the paper (—).")
+    out.append(_claims(result))
     return "\n".join(out) + "\n"
+
+
+def _claims(result) -> str:
+    from vhakit.ablate_claims import claims_markdown
+
+    return "\n## Did the paper's orderings reproduce?\n\n" + claims_markdown(result).rstrip()
 
 
 def _efficiency_pivot(result, look) -> str:
