@@ -117,3 +117,23 @@ def test_foreign_file_is_rejected(tmp_path):
     torch.save({"model": {}}, tmp_path / "vha.pt")
     with pytest.raises(ValueError, match="not a 'vha' classroom checkpoint"):
         load_pretrained("vha", tmp_path)
+
+
+def test_cli_passes_its_arguments(tmp_path, monkeypatch, capsys):
+    import vhakit.classroom_models as cm
+    from vhakit.cli import main
+
+    calls = []
+
+    def fake(out_dir, preset, seed, progress):
+        calls.append((out_dir, preset, seed, progress))
+        return {"metrics": {"bcp": {"mpve108_mm": 12.34, "num_frames": 3.0}},
+                "files": {"bcp.pt": {}}, "total_bytes": 2_000_000}
+
+    monkeypatch.setattr(cm, "pretrain_classroom", fake)
+    assert main(["pretrain-classroom", "--preset", "tiny", "--seed", "3", "--out",
+                 str(tmp_path), "--quiet"]) == 0
+    assert calls == [(tmp_path, "tiny", 3, False)]
+    assert "mpve108_mm 12.3" in capsys.readouterr().out
+    assert main(["pretrain-classroom", "--quiet"]) == 0
+    assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False)

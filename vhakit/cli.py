@@ -111,7 +111,17 @@ def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
 
 
 def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching issue (11)
-    raise NotImplementedError("pretrain-classroom lands with the teaching issue")
+    from vhakit.classroom_models import PRETRAINED_DIR, pretrain_classroom
+
+    out = Path(args.out) if args.out else PRETRAINED_DIR
+    card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,
+                              progress=not args.quiet)
+    for name, metrics in card["metrics"].items():
+        print(f"{name:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
+                                        if k != "num_frames"))
+    print(f"wrote {', '.join(card['files'])}, card.json, MODEL_CARD.md to {out} "
+          f"({card['total_bytes'] / 1e6:.1f} MB)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/results/<preset> otherwise)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_ablate)
-    p = sub.add_parser("pretrain-classroom", help="train and save the classroom checkpoints")
+    p = sub.add_parser("pretrain-classroom", help="train and save the classroom checkpoints",
+                       description="Train (or reuse from runs/classroom) the VHA, BCP and "
+                       "baseline of a preset and write small checkpoints and a model card.")
+    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: vhakit/assets/pretrained in the package)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_pretrain_classroom)
     return parser
 
