@@ -24,11 +24,11 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from vhakit import pipeline
+from vhakit.ablate_runners import auto_runner, standin_runner
 from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
 
 __all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells", "sweep_specs",
@@ -354,38 +354,3 @@ def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=N
             _write_json_atomic(path, {k: v for k, v in record.items() if k != "cached"})
     return run_sweep(table, preset, seeds, cache_dir, results_dir, runner or auto_runner(),
                      progress, fractions=fractions)
-
-
-def standin_runner(spec: ExperimentSpec, cache_dir=None, progress: bool = True) -> dict:
-    """NaN metrics for every test split: a labelled placeholder, never a result."""
-    return {split: {**{m: math.nan for m in METRIC_NAMES}, "num_frames": 0.0}
-            for split in spec.test_splits}
-
-
-standin_runner.standin = True
-
-
-class _AutoRunner:
-    """``run_experiment`` while it exists; :func:`standin_runner` (with a warning) while it
-    raises ``NotImplementedError`` or a part of vhakit it imports is not there yet."""
-
-    def __init__(self):
-        self.standin = False
-
-    def __call__(self, spec, cache_dir, progress=True):
-        if not self.standin:
-            try:
-                return pipeline.run_experiment(spec, cache_dir, progress=progress)
-            except (NotImplementedError, ModuleNotFoundError) as err:
-                if isinstance(err, ModuleNotFoundError) and not str(err.name).startswith(
-                        "vhakit"):
-                    raise  # a missing third-party package is a real error
-                warnings.warn(f"run_experiment is not available yet ({err}); showing stand-in "
-                              "NaN numbers, not results", stacklevel=2)
-                self.standin = True
-        return standin_runner(spec, cache_dir, progress)
-
-
-def auto_runner():
-    """The runner for notebooks: the real pipeline, or a labelled stand-in while it is missing."""
-    return _AutoRunner()
