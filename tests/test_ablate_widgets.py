@@ -67,6 +67,9 @@ def test_table_lists_a_sweeps_runs_best_first_and_degrades_to_html(tmp_path):
     assert [r["mpve_mm"] for r in rows] == sorted(r["mpve_mm"] for r in rows)
     assert {r["method"] for r in rows} == {"vha_bcp", "baseline"}
     assert panel.table.value.count("<tr data-key=") == 6
+    bars = panel.chart_figure().axes[0].patches  # one bar per run, even with equal labels
+    assert [b.get_width() for b in sorted(bars, key=lambda b: -b.get_y())] == pytest.approx(
+        [r["mpve_mm"] for r in rows])
     bundle = panel._repr_mimebundle_()
     assert "<table" in bundle["text/html"] and "data:image/png;base64," in bundle["text/html"]
     assert "application/vnd.jupyter.widget-view+json" in bundle

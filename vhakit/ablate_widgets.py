@@ -46,7 +46,8 @@ def _label(row: dict) -> str:
     else:
         name = "+".join(n for n, on in (("V", row["vertex"]), ("C", row["code"]),
                                         ("P", row["pretrain"])) if on)
-    return f"{name} {row['fraction'] * 100:g}% s{row['seed']}"
+    prior = " (prior: split)" if row["method"] == "vha_bcp" and row["prior"] == "train_only" else ""
+    return f"{name}{prior} {row['fraction'] * 100:g}% s{row['seed']}"
 
 
 class AblationPanel:
@@ -156,23 +157,30 @@ class AblationPanel:
                 f"{self.train_split}</caption>{head}{''.join(body)}</table>")
 
     def chart_png(self) -> bytes:
-        """MPVE of every listed run as horizontal bars (the last run highlighted), as PNG."""
+        """:meth:`chart_figure` as PNG bytes."""
+        buf = io.BytesIO()
+        self.chart_figure().savefig(buf, format="png")
+        return buf.getvalue()
+
+    def chart_figure(self):
+        """MPVE of the 20 best listed runs as horizontal bars, best at the top, the last run in
+        orange (a matplotlib ``Figure``)."""
         from matplotlib.figure import Figure
 
         rows = [r for r in self.rows() if not math.isnan(r["mpve_mm"])][:20]
         fig = Figure(figsize=(4.5, 1.2 + 0.25 * len(rows)), dpi=90)
         ax = fig.add_subplot()
         current = self.last_record["key"] if self.last_record else None
-        ax.barh([_label(r) for r in rows][::-1], [r["mpve_mm"] for r in rows][::-1],
-                color=["tab:orange" if r["key"] == current else "tab:blue" for r in rows][::-1])
+        ypos = list(range(len(rows)))[::-1]  # best at the top; positions keep equal labels apart
+        ax.barh(ypos, [r["mpve_mm"] for r in rows],
+                color=["tab:orange" if r["key"] == current else "tab:blue" for r in rows])
+        ax.set_yticks(ypos, [_label(r) for r in rows])
         if not rows:
             ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("MPVE mm (lower is better)")
         ax.tick_params(labelsize=7)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return buf.getvalue()
+        return fig
 
     def refresh(self) -> None:
         """Re-read the cache into the table and the chart."""
