@@ -18,6 +18,7 @@ parameter counts.
 
   python benchmarks/bench_bcp.py --threads 2          # 3 timed steps per case
   python benchmarks/bench_bcp.py --quick --json out.json
+  python benchmarks/bench_bcp.py --device cuda --presets paper   # bf16 autocast as the preset
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from vhakit.models.vha import VHA  # noqa: E402
 from vhakit.train import StepContext  # noqa: E402
 from vhakit.train_bcp import BaselineTask, BCPTask  # noqa: E402
 
-IMAGE_PX = {"tiny": 64, "teaching": 128}  # the data presets' image sizes (vhakit.data.build)
+IMAGE_PX = {"tiny": 64, "teaching": 128, "paper": 384}  # the data presets' (vhakit.data.build)
 
 
 def synthetic_batch(batch: int, px: int, views: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -67,49 +68,62 @@ class UnfoldedBCP(BodyCodePredictor):
 
 
 class Case:
-    def __init__(self, name: str, model: torch.nn.Module, task, batch: dict) -> None:
-        self.name, self.model, self.batch = name, model.train(), batch
+    def __init__(self, name: str, model: torch.nn.Module, task, batch: dict,
+                 device: torch.device, autocast: str = "off") -> None:
+        self.device = device
+        model = model.to(device).train()
+        batch = {k: v.to(device) for k, v in batch.items()}
+        self.name, self.model, self.batch = name, model, batch
         self.size = len(batch["images"])
+        amp = autocast == "bf16" or (autocast == "auto" and device.type == "cuda")
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.params = {"trainable": sum(p.numel() for p in trainable),
                        "frozen": sum(p.numel() for p in model.parameters() if not p.requires_grad)}
         opt = torch.optim.Adam(trainable, lr=1e-4)
-        ctx = StepContext(epoch=0, step=0, device=torch.device("cpu"), seed=0)
+        ctx = StepContext(epoch=0, step=0, device=device, seed=0)
         self.wall, self.cpu = [], []
 
         def step():
-            loss, _ = task.compute_loss(model, batch, ctx)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss, _ = task.compute_loss(model, batch, ctx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         self.step = step
 
     def timed(self) -> None:
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
         w, c = time.perf_counter(), time.process_time()
         self.step()
+        sync()
         self.wall.append(time.perf_counter() - w)
         self.cpu.append(time.process_time() - c)
 
 
-def build_cases(quick: bool) -> list[Case]:
+def build_cases(presets: list[str], quick: bool, device: torch.device) -> list[Case]:
     cases = []
-    for preset in ("tiny", "teaching"):
+    for preset in presets:
         torch.manual_seed(0)
         cfg, bcfg = bcp_configs(preset), baseline_configs(preset)
         vha = VHA(vha_configs(preset).model)
         batch = synthetic_batch(cfg.train.batch_size, IMAGE_PX[preset])
         bcp = BodyCodePredictor(cfg.model, vha.config).init_from_vha(vha)
-        cases.append(Case(f"bcp {preset}", bcp, BCPTask(cfg.task), batch))
+        cases.append(Case(f"bcp {preset}", bcp, BCPTask(cfg.task), batch, device, cfg.train.autocast))
         if preset == "teaching" and not quick:
             unfolded = UnfoldedBCP(cfg.model, vha.config).init_from_vha(vha)
-            cases.append(Case("bcp teaching, 108-channel volume", unfolded, BCPTask(cfg.task), batch))
+            cases.append(Case("bcp teaching, 108-channel volume", unfolded, BCPTask(cfg.task),
+                              batch, device, cfg.train.autocast))
         cases.append(Case(f"baseline {preset}", LMTBaseline(bcfg.model), BaselineTask(bcfg.task),
-                          synthetic_batch(bcfg.train.batch_size, IMAGE_PX[preset])))
+                          synthetic_batch(bcfg.train.batch_size, IMAGE_PX[preset]), device,
+                          bcfg.train.autocast))
     return cases
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--presets", default="tiny,teaching", help="comma-separated: tiny,teaching,paper")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--steps", type=int, default=3, help="timed steps per case")
     p.add_argument("--quick", action="store_true", help="2 steps; skip the 108-channel case")
@@ -118,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     steps = 2 if args.quick else args.steps
-    cases = build_cases(args.quick)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {steps} timed "
+    device = torch.device(args.device)
+    cases = build_cases(args.presets.split(","), args.quick, device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}; {steps} timed "
           "steps per case after one warm-up", flush=True)
-    device = torch.device("cpu")
     for case in cases:
         case.step()  # warm-up
         case.mem = peak_extra_mb(case.step, device)

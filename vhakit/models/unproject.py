@@ -103,7 +103,8 @@ def unproject_features(features: torch.Tensor, points_world: torch.Tensor, K: to
         K, R, t, dist: cameras ``(B, V, ...)`` of the *input images* (see :func:`project_to_views`).
         image_size: ``(W, H)`` of the input images, pixels.
     Returns:
-        ``volumes (B, V, C, P)`` (0 where not valid) and ``valid (B, V, P)`` bool.
+        ``volumes (B, V, C, P)`` (0 where not valid; float64 for float64 features, else
+        float32) and ``valid (B, V, P)`` bool.
     """
     if features.dim() != 5:
         raise ValueError(f"features must have shape (B, V, C, h, w), got {tuple(features.shape)}")
@@ -112,11 +113,15 @@ def unproject_features(features: torch.Tensor, points_world: torch.Tensor, K: to
         raise ValueError(f"points_world must have shape ({B}, P, 3), got {tuple(points_world.shape)}")
     _check_cameras(K, R, t, dist, B, V)
     P = points_world.shape[1]
-    grid, valid = project_to_views(points_world.to(features.dtype), K.to(features.dtype),
-                                   R.to(features.dtype), t.to(features.dtype),
-                                   None if dist is None else dist.to(features.dtype), image_size)
-    sampled = F.grid_sample(features.reshape(B * V, C, h, w), grid.reshape(B * V, 1, P, 2),
-                            mode="bilinear", padding_mode="zeros", align_corners=False)
+    # Geometry and sampling in float32 at least: bf16/fp16 pixel coordinates (autocast) would be
+    # off by pixels at 384 px.
+    dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
+    grid, valid = project_to_views(points_world.to(dtype), K.to(dtype), R.to(dtype), t.to(dtype),
+                                   None if dist is None else dist.to(dtype), image_size)
+    with torch.autocast(features.device.type, enabled=False):
+        sampled = F.grid_sample(features.reshape(B * V, C, h, w).to(dtype),
+                                grid.reshape(B * V, 1, P, 2), mode="bilinear",
+                                padding_mode="zeros", align_corners=False)
     return sampled.view(B, V, C, P), valid  # 0 where not valid (see project_to_views)
 
 
