@@ -10,6 +10,11 @@ the seeds beside the paper's numbers::
                        results_dir="results")          # writes results/table1.{md,csv,json}
     print(result.markdown)
 
+The same from a shell: ``vhakit ablate --table 1|2|efficiency [--preset teaching] [--seeds 3]
+[--cache runs/cache] [--results results]`` (``VHAKIT_FAST=1``: defaults ``--preset tiny --seeds
+1``, the pipeline's seconds-long budgets; presets other than ``teaching`` write under
+``runs/results/<preset>`` so the committed ``results/`` hold the teaching sweep only).
+
 Caching: run ``spec`` is stored as ``cache_dir/<spec.key()>/result.json`` (written atomically,
 so an interrupted sweep continues where it stopped and a finished run returns instantly). The
 runner gets the same ``cache_dir`` and reuses what runs share there (data sets, the VHA).
