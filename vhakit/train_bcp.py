@@ -19,7 +19,7 @@ loss: the vertex term and the visibility term. Evaluation: MPVE of the 108 verti
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -31,6 +31,7 @@ from vhakit.config import (
     BaselineTaskConfig,
     BCPConfig,
     BCPTaskConfig,
+    TrainConfig,
     VHAConfig,
     baseline_configs,
     bcp_configs,
@@ -177,6 +178,13 @@ def _as_multiview(data, name: str) -> Dataset | None:
                     f"got {type(data).__name__}")
 
 
+def _fit_config(train: TrainConfig) -> TrainConfig:
+    """``channels_last``: the models keep their 3D convolutions in channels-last-3d themselves
+    (:func:`vhakit.models.bcp.channels_last_3d`); ``fit``'s whole-model conversion would fail on
+    the 2D layers' weights, so it is switched off here (the run config keeps the setting)."""
+    return replace(train, channels_last=False)
+
+
 def train_bcp(preset: str = "teaching", data: Dataset | str | os.PathLike | None = None,
               vha=None, out_dir: str | os.PathLike = "runs/bcp", resume: bool = False, *,
               eval_data: Dataset | str | os.PathLike | None = None, overwrite: bool = False,
@@ -210,8 +218,9 @@ def train_bcp(preset: str = "teaching", data: Dataset | str | os.PathLike | None
         vha.cpu(), encoder=cfg.task.init_from_vha)
     run_config = {"model": config_dict(cfg.model), "vha": config_dict(vha.config),
                   "task_config": config_dict(cfg.task), "train": config_dict(cfg.train)}
-    return fit(model, BCPTask(cfg.task), data, cfg.train, out_dir, eval_data=eval_data,
-               resume=resume, overwrite=overwrite, run_config=run_config, progress=progress)
+    return fit(model, BCPTask(cfg.task), data, _fit_config(cfg.train), out_dir,
+               eval_data=eval_data, resume=resume, overwrite=overwrite, run_config=run_config,
+               progress=progress)
 
 
 def train_baseline(preset: str = "teaching", data: Dataset | str | os.PathLike | None = None,
@@ -231,8 +240,9 @@ def train_baseline(preset: str = "teaching", data: Dataset | str | os.PathLike |
     model = LMTBaseline(cfg.model)
     run_config = {"model": config_dict(cfg.model), "task_config": config_dict(cfg.task),
                   "train": config_dict(cfg.train)}
-    return fit(model, BaselineTask(cfg.task), data, cfg.train, out_dir, eval_data=eval_data,
-               resume=resume, overwrite=overwrite, run_config=run_config, progress=progress)
+    return fit(model, BaselineTask(cfg.task), data, _fit_config(cfg.train), out_dir,
+               eval_data=eval_data, resume=resume, overwrite=overwrite, run_config=run_config,
+               progress=progress)
 
 
 def _read(path: str | os.PathLike, task: str) -> tuple[Path, dict]:
