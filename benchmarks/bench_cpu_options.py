@@ -12,6 +12,9 @@ autocast, then ``zero_grad``, backward and Adam. For each preset (tiny, teaching
   compiled             ``torch.compile(model)`` (only with ``--compile``: the first step compiles
                        with an empty inductor cache, which takes minutes on 2 cores)
 
+``--presets bcp-tiny bcp-teaching``: the BCP step (4 views, ``BCPTask``: Eqs. 5-7 + visibility)
+as built (its 3D layers in channels_last_3d), converted to contiguous, bf16, other thread count.
+
 All cases of a run are timed round-robin, so that the load of a shared machine slows them alike:
 the ratios to ``base`` are the result; absolute numbers drift with the load. Each case starts
 from the same initial weights (a deep copy).
@@ -25,6 +28,7 @@ peak of the CPU). Peak memory per step as in ``bench_vha.py``.
   python benchmarks/bench_cpu_options.py                  # tiny + teaching, ~2 min on 2 cores
   python benchmarks/bench_cpu_options.py --threads 1      # options compared at 1 thread, vs 2
   python benchmarks/bench_cpu_options.py --compile --presets teaching --steps 3
+  python benchmarks/bench_cpu_options.py --presets bcp-teaching --threads 1   # BCP, 4 views
   python benchmarks/bench_cpu_options.py --json out.json
 """
 from __future__ import annotations
@@ -59,25 +63,28 @@ REFERENCE_CONV = {"tiny": (8, 8, 4), "teaching": (16, 16, 10)}
 
 
 class StepCase:
-    """One configuration of the trainer's VHA step on a fixed synthetic batch."""
+    """One configuration of the trainer's step on a fixed synthetic batch (``data``; default: a
+    VHA batch). ``channels_last``: True / False convert the model, None leaves it as built."""
 
-    def __init__(self, name: str, model: VHA, task: VHATask, batch_size: int, *,
-                 channels_last: bool = True, bf16: bool = False, compiled: bool = False,
-                 threads: int = 1, steps: int = 0) -> None:
+    def __init__(self, name: str, model: nn.Module, task, batch_size: int, *,
+                 channels_last: bool | None = True, bf16: bool = False, compiled: bool = False,
+                 threads: int = 1, steps: int = 0, data: dict | None = None) -> None:
         self.name, self.batch, self.threads, self.steps = name, batch_size, threads, steps
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.first_s = float("nan")
-        gen = torch.Generator().manual_seed(batch_size)
-        pelvis = (torch.rand(batch_size, 3, generator=gen) - 0.5) * 0.2
-        verts = pelvis[:, None] + (torch.rand(batch_size, 108, 3, generator=gen) - 0.5) * 1.6
-        self.data = {"vertices108": verts, "pelvis": pelvis,
-                     "sample_index": torch.arange(batch_size)}
+        if data is None:
+            gen = torch.Generator().manual_seed(batch_size)
+            pelvis = (torch.rand(batch_size, 3, generator=gen) - 0.5) * 0.2
+            verts = pelvis[:, None] + (torch.rand(batch_size, 108, 3, generator=gen) - 0.5) * 1.6
+            data = {"vertices108": verts, "pelvis": pelvis, "sample_index": torch.arange(batch_size)}
+        self.data = data
         self.model = model.train()
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last_3d)
+        if channels_last is not None:
+            self.model.to(memory_format=torch.channels_last_3d if channels_last
+                          else torch.contiguous_format)
         self.net = torch.compile(self.model) if compiled else self.model
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.opt = torch.optim.Adam([q for q in self.model.parameters() if q.requires_grad], lr=1e-3)
         self.amp = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
         self.task = task
 
@@ -153,7 +160,27 @@ def reference_rates(channels: int, grid: int, batch: int, repeats: int) -> dict[
     return out
 
 
+def build_bcp_cases(preset: str, args) -> list[StepCase]:
+    """BCP at ``preset`` (4 views): as built (its 3D layers in channels_last_3d), converted to
+    contiguous, bf16, other thread count."""
+    from gpu_paper_scale import bcp_case
+
+    from vhakit.config import bcp_configs
+
+    B, T = bcp_configs(preset).train.batch_size, args.threads
+    model, task, data = bcp_case(preset, B, torch.device("cpu"))
+    few = max(1, min(args.bf16_steps, args.steps))
+    opts = [("as built", dict(channels_last=None, threads=T)),
+            ("contiguous", dict(channels_last=False, threads=T)),
+            ("bf16 autocast", dict(channels_last=None, bf16=True, threads=T, steps=few)),
+            (f"{args.alt_threads} thread(s)", dict(channels_last=None, threads=args.alt_threads))]
+    return [StepCase(f"bcp {preset}: {name}", copy.deepcopy(model), task, B, data=data, **kw)
+            for name, kw in opts]
+
+
 def build_cases(preset: str, args) -> list[StepCase]:
+    if preset.startswith("bcp-"):
+        return build_bcp_cases(preset[4:], args)
     cfg = vha_configs(preset)
     torch.manual_seed(0)
     model = VHA(cfg.model)
@@ -174,7 +201,8 @@ def build_cases(preset: str, args) -> list[StepCase]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", nargs="+", default=["tiny", "teaching"], choices=list(REFERENCE_CONV))
+    p.add_argument("--presets", nargs="+", default=["tiny", "teaching"],
+                   choices=[*REFERENCE_CONV, "bcp-tiny", "bcp-teaching"])
     p.add_argument("--steps", type=int, default=5, help="timed steps per case (round-robin)")
     p.add_argument("--bf16-steps", type=int, default=1, help="timed steps of the bf16 cases")
     p.add_argument("--compile", action="store_true", help="add torch.compile cases (slow to compile)")
@@ -215,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                          "speed_vs_base": base / med, "cpu_s_per_thread": cpu,
                          "cpu_speed_vs_base": base_cpu / cpu, "first_step_s": case.first_s,
                          "peak_mb": case.mem})
+        if preset not in REFERENCE_CONV:
+            continue
         prof = conv_profile(cases[0])
         c, g, b = REFERENCE_CONV[preset]
         ref = reference_rates(c, g, b, repeats=args.steps)

@@ -51,7 +51,7 @@ from vhakit.train import StepContext, VHATask  # noqa: E402
 PAPER_DAYS = {"vha": 16.0, "bcp": 4.5}  # one RTX 3090 (paper Sec. 3.1)
 PAPER_EPOCHS = {"vha": 55, "bcp": 20}
 EPOCH_SAMPLES = {"vha": 1_500_000 + 159_000, "bcp": 159_000}
-IMAGE_PX = {"paper": 384, "tiny": 64}
+IMAGE_PX = {"paper": 384, "teaching": 128, "tiny": 64}  # the data presets' image sizes
 
 
 def vha_case(preset: str, batch: int, device: torch.device):
