@@ -209,3 +209,15 @@ def test_cli_train_bcp_and_baseline(tmp_path, capsys):
     assert "best eval MPVE" in capsys.readouterr().out
     assert main(["train-bcp", "--preset", "tiny", "--data", str(tmp_path / "missing"), "--vha",
                  str(tmp_path / "vha")]) == 1
+
+
+def test_resume_continues_the_run(vha, data, tmp_path):
+    first = train_bcp("tiny", data, vha, tmp_path / "r", progress=False, max_steps=2, save_every=1,
+                      log_every=1)
+    again = train_bcp("tiny", data, vha, tmp_path / "r", resume=True, progress=False, max_steps=3,
+                      save_every=1, log_every=1)
+    assert max(r["step"] for r in first.history) == 2
+    assert max(r["step"] for r in again.history) == 3
+    with pytest.raises(ValueError, match="different configuration"):
+        train_bcp("tiny", data, vha, tmp_path / "r", resume=True, progress=False, max_steps=4,
+                  log_every=1, aggregation="sum")
