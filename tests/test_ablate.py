@@ -6,6 +6,7 @@ import csv
 import json
 import math
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 
@@ -276,12 +277,17 @@ def test_cli_ablate(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "preset `tiny`, 1 seed" in out and "25.1" in out
     assert len(runner.calls) == 5 and {s.preset for s in runner.calls} == {"tiny"}
-    assert (tmp_path / "runs/results/tiny/table1.md").exists()
-    assert not (tmp_path / "results").exists()  # only the teaching sweep writes results/
+    assert (tmp_path / "runs/results/fast-tiny/table1.md").exists()
+    assert main(["ablate", "--table", "1", "--preset", "teaching", "--cache", "c", "--quiet"]) == 0
+    assert (tmp_path / "runs/results/fast-teaching/table1.md").exists()
+    assert not (tmp_path / "results").exists()  # only the full teaching sweep writes results/
+    monkeypatch.delenv("VHAKIT_FAST")
+    assert ablate.default_results_dir("teaching") == Path("results")
+    assert ablate.default_results_dir("tiny") == Path("runs/results/tiny")
     assert main(["ablate", "--table", "2", "--preset", "teaching", "--seeds", "2",
                  "--cache", "c", "--results", "out", "--quiet"]) == 0
-    assert len(runner.calls) == 5 + 12 and (tmp_path / "out/table2.csv").exists()
-    assert {replace(s, seed=0).preset for s in runner.calls[5:]} == {"teaching"}
+    assert len(runner.calls) == 10 + 12 and (tmp_path / "out/table2.csv").exists()
+    assert {replace(s, seed=0).preset for s in runner.calls[10:]} == {"teaching"}
 
 
 def test_fast_mode_runs_are_cached_apart_and_keep_the_runners_fields(tmp_path, monkeypatch):

@@ -12,8 +12,8 @@ the seeds beside the paper's numbers::
 
 The same from a shell: ``vhakit ablate --table 1|2|efficiency [--preset teaching] [--seeds 3]
 [--cache runs/cache] [--results results]`` (``VHAKIT_FAST=1``: defaults ``--preset tiny --seeds
-1``, the pipeline's seconds-long budgets; presets other than ``teaching`` write under
-``runs/results/<preset>`` so the committed ``results/`` hold the teaching sweep only).
+1``, the pipeline's seconds-long budgets; see :func:`default_results_dir`: only the teaching
+sweep writes the committed ``results/``).
 
 Caching: run ``spec`` is stored as ``cache_dir/<spec.key()>/result.json`` (written atomically,
 so an interrupted sweep continues where it stopped and a finished run returns instantly). The
@@ -38,7 +38,7 @@ from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
 
 __all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells", "sweep_specs",
            "run_cached", "run_sweep", "summarize", "auto_runner", "standin_runner",
-           "load_results", "load_or_run", "cached_runs", "resolve_seeds"]
+           "load_results", "load_or_run", "cached_runs", "resolve_seeds", "default_results_dir"]
 
 #: Table names accepted by :func:`table_cells` and the CLI (``vhakit ablate --table``).
 TABLES = ("1", "2", "efficiency")
@@ -188,6 +188,16 @@ def _read_record(path: Path, spec: ExperimentSpec) -> dict | None:
     except (TypeError, ValueError):
         return None
     return record
+
+
+def default_results_dir(preset: str) -> Path:
+    """Where a sweep's files go by default (relative to the repository root): ``results`` for the
+    teaching preset (committed), ``runs/results/<preset>`` for others and
+    ``runs/results/fast-<preset>`` under ``VHAKIT_FAST=1``, so smoke tests never overwrite the
+    committed tables."""
+    if _fast():
+        return Path("runs/results") / f"fast-{preset}"
+    return Path("results") if preset == "teaching" else Path("runs/results") / preset
 
 
 def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = True) -> dict:
