@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 import traceback
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -148,6 +148,24 @@ def run_case(model_name: str, preset: str, batch: int, device: torch.device, *, 
     return out
 
 
+@contextmanager
+def case_alarm(seconds: float):
+    """Raise TimeoutError in this (main) thread after ``seconds`` (no-op without SIGALRM)."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def too_slow(*_):
+        raise TimeoutError(f"case stopped after {seconds:.0f} s")
+    old = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(max(1, int(seconds)))
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def compile_in_child(args, model_name: str, timeout_s: float) -> dict:
     """Run one compiled case in a child process (a stuck compile cannot hold this one)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", model_name,
@@ -207,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset, 1 timed step per case")
     p.add_argument("--budget-s", type=float, default=330.0, help="stop starting cases after this")
     p.add_argument("--compile-limit-s", type=float, default=90.0)
+    p.add_argument("--case-limit-s", type=float, default=120.0, help="stop an eager case after this")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--vha-epoch-samples", type=int, default=EPOCH_SAMPLES["vha"])
     p.add_argument("--bcp-epoch-samples", type=int, default=EPOCH_SAMPLES["bcp"])
@@ -230,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU machine, or --smoke on CPU", file=sys.stderr)
         return 2
+    with FlopCounterMode(display=False):  # import its lazy dependencies (sympy) now: a case
+        torch.ones(2, 2) @ torch.ones(2, 2)  # stopped by its alarm must not stop mid-import
     info = {"torch": torch.__version__, "device": str(device), "preset": preset,
             "epoch_samples": {"vha": args.vha_epoch_samples, "bcp": args.bcp_epoch_samples},
             "batches": batches, "smoke": args.smoke}
@@ -243,11 +264,13 @@ def main(argv: list[str] | None = None) -> int:
         print("smoke run: tiny preset on the CPU; the numbers and projections mean nothing")
     rows = []
     for name, opts in cases:
-        if time.perf_counter() - t_start > args.budget_s:
+        left = args.budget_s - (time.perf_counter() - t_start)
+        if left < 5:
             rows.append({"model": name, **opts, "error": "skipped: time budget spent"})
             continue
         try:
-            r = run_case(name, preset, batches[name], device, **opts, **steps)
+            with case_alarm(min(args.case_limit_s, left)):  # a stuck case cannot eat the run
+                r = run_case(name, preset, batches[name], device, **opts, **steps)
         except Exception as err:  # noqa: BLE001 - one failure must not lose the other cases
             traceback.print_exc(limit=3)
             r = {"model": name, **opts, "error": f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"}
