@@ -57,30 +57,9 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
-    import time
+    from vhakit.train import train_vha
 
-    from vhakit.data.datasets import MeshDataset
-    from vhakit.train import evaluate_vha, train_vha, vha_test_sets
-
-    size = {"tiny": "tiny", "paper": "full"}.get(args.preset, "teaching")  # split sizes
-    if args.data is None:
-        print(f"training data: prior_pool train ({size}), posed on the open body model")
-    data = args.data or MeshDataset.from_split("prior_pool", "train", size=size)
-    overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
-    t0 = time.perf_counter()
-    try:
-        result = train_vha(preset=args.preset, data=data, out_dir=args.out, resume=args.resume,
-                           overwrite=args.overwrite, **overrides)
-    except FileExistsError as err:  # a message, not a traceback (see main)
-        raise ValueError(str(err).replace("resume=True", "--resume").replace(
-            "overwrite=True", "--overwrite")) from err
-    seconds = time.perf_counter() - t0
-    steps = max((r["step"] for r in result.history), default=0)
-    print(result.model.summary())
-    print(f"trained to step {steps} in {seconds:.0f} s (this call); checkpoint {result.checkpoint}")
-    for name, m in evaluate_vha(result.model, vha_test_sets(size)).items():
-        print(f"MPVE {name} test ({m['frames']} frames): {m['mpve_mm']:.1f} mm "
-              f"(intermediate head {m['mpve_mid_mm']:.1f} mm)")
+    train_vha(preset=args.preset, data=args.data, out_dir=args.out, resume=args.resume)
     return 0
 
 
@@ -172,9 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset folder (default: the prior_pool split)")
     p.add_argument("--out", default="runs/vha", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in a used --out")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="stop after this many steps in total (default: the preset's budget)")
     p.set_defaults(func=_cmd_train_vha)
 
     p = sub.add_parser("train-bcp", help="train the body code predictor (needs a trained VHA)")
