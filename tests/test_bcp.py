@@ -207,6 +207,10 @@ def test_cli_train_bcp_and_baseline(tmp_path, capsys):
     assert main(["train-baseline", "--preset", "tiny", "--data", str(data_dir), "--eval-data",
                  str(data_dir), "--out", str(tmp_path / "base")]) == 0
     assert "best eval MPVE" in capsys.readouterr().out
+    again = ["train-baseline", "--preset", "tiny", "--data", str(data_dir), "--out", str(tmp_path / "base")]
+    assert main(again) == 1  # the folder holds a run: a message, not a traceback
+    assert "--resume" in capsys.readouterr().err
+    assert main([*again, "--overwrite"]) == 0
     assert main(["train-bcp", "--preset", "tiny", "--data", str(tmp_path / "missing"), "--vha",
                  str(tmp_path / "vha")]) == 1
 

@@ -68,10 +68,13 @@ def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
 
     if args.no_code_loss and args.no_vertex_loss:
         raise ValueError("--no-code-loss and --no-vertex-loss together leave nothing to train")
-    res = train_bcp(preset=args.preset, data=args.data, vha=args.vha, out_dir=args.out,
-                    resume=args.resume, eval_data=args.eval_data,
-                    use_code_loss=not args.no_code_loss, use_vertex_loss=not args.no_vertex_loss,
-                    init_from_vha=not args.no_init)
+    try:
+        res = train_bcp(preset=args.preset, data=args.data, vha=args.vha, out_dir=args.out,
+                        resume=args.resume, overwrite=args.overwrite, eval_data=args.eval_data,
+                        use_code_loss=not args.no_code_loss,
+                        use_vertex_loss=not args.no_vertex_loss, init_from_vha=not args.no_init)
+    except FileExistsError as err:  # a message naming the flags, not a traceback (see main)
+        raise ValueError(_flag_names(err)) from err
     _print_result("BCP", res)
     return 0
 
@@ -79,8 +82,11 @@ def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
 def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
     from vhakit.train_bcp import train_baseline
 
-    res = train_baseline(preset=args.preset, data=args.data, out_dir=args.out, resume=args.resume,
-                         eval_data=args.eval_data)
+    try:
+        res = train_baseline(preset=args.preset, data=args.data, out_dir=args.out,
+                             resume=args.resume, overwrite=args.overwrite, eval_data=args.eval_data)
+    except FileExistsError as err:
+        raise ValueError(_flag_names(err)) from err
     _print_result("baseline", res)
     return 0
 
@@ -88,6 +94,10 @@ def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6
 def _print_result(what: str, res) -> None:  # owner: BCP issue (6)
     best = "" if res.best is None else f"; best eval MPVE {res.best:.1f} mm"
     print(f"{what}: checkpoint {res.checkpoint}{best}")
+
+
+def _flag_names(err: Exception) -> str:  # owner: BCP issue (6)
+    return str(err).replace("resume=True", "--resume").replace("overwrite=True", "--overwrite")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:  # owner: pipeline (lead)
@@ -162,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
     p.add_argument("--out", default="runs/bcp", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a used run folder")
     p.add_argument("--no-code-loss", action="store_true", help="drop the latent-code L1 (Table 1)")
     p.add_argument("--no-vertex-loss", action="store_true", help="drop the vertex L1 (Table 1)")
     p.add_argument("--no-init", action="store_true",
@@ -174,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
     p.add_argument("--out", default="runs/baseline", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a used run folder")
     p.set_defaults(func=_cmd_train_baseline)
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
     p.set_defaults(func=_cmd_evaluate)
