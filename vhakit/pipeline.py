@@ -98,6 +98,7 @@ class Budget:
     bcp_steps: int = 0
     baseline_steps: int = 0
     eval_frames: int = 0
+    max_frames: int = 0  # build only the first frames of each data set (0 = all; fast mode)
     overrides: dict = field(default_factory=dict)  # {"vha"|"bcp"|"baseline": {field: value}}
 
 
@@ -106,7 +107,8 @@ BUDGETS: dict[str, Budget] = {
     "teaching": Budget("teaching", vha_steps=0, bcp_steps=1500, baseline_steps=1500,
                        eval_frames=300),
     "paper": Budget("paper"),
-    "fast": Budget("tiny", vha_steps=20, bcp_steps=10, baseline_steps=10, eval_frames=12),
+    "fast": Budget("tiny", vha_steps=20, bcp_steps=10, baseline_steps=10, eval_frames=12,
+                   max_frames=48),
 }
 
 
@@ -137,11 +139,16 @@ def _write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
-def _dataset(preset: str, split: str, part: str, progress: bool) -> Path:
+def _dataset(budget: Budget, split: str, part: str, progress: bool) -> Path:
     from vhakit.data.build import ensure_dataset
 
-    return ensure_dataset(preset, split, "test" if split == "real_mocap" else part, seed=0,
-                          root=data_root(), progress=progress)
+    part = "test" if split == "real_mocap" else part
+    if budget.max_frames:  # a cut-down copy, kept apart from the complete data sets
+        return ensure_dataset(budget.data_preset, split, part, seed=0, progress=progress,
+                              root=data_root() / f"first{budget.max_frames}",
+                              max_frames=budget.max_frames)
+    return ensure_dataset(budget.data_preset, split, part, seed=0, root=data_root(),
+                          progress=progress)
 
 
 def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
@@ -155,11 +162,11 @@ def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, pro
     out = cache_dir / tag
     if (out / "done.json").exists():
         return load_vha(out, device="cpu"), out
-    train_meshes = MeshDataset.from_dir(_dataset(budget.data_preset, spec.train_split, "train",
+    train_meshes = MeshDataset.from_dir(_dataset(budget, spec.train_split, "train",
                                                  progress))
     data = train_meshes
     if spec.vha_prior == "pool":
-        pool = MeshDataset.from_dir(_dataset(budget.data_preset, "prior_pool", "train", progress))
+        pool = MeshDataset.from_dir(_dataset(budget, "prior_pool", "train", progress))
         data = ConcatDataset([pool, train_meshes])
     t0 = time.perf_counter()
     res = train_vha(spec.preset, data, out, resume=True, progress=progress, seed=spec.seed,
@@ -176,7 +183,7 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
     loader = load_bcp if spec.method == "vha_bcp" else load_baseline
     if (out / "done.json").exists():
         return loader(out, device="cpu"), out
-    train = MultiViewDataset(_dataset(budget.data_preset, spec.train_split, "train", progress))
+    train = MultiViewDataset(_dataset(budget, spec.train_split, "train", progress))
     if spec.train_fraction < 1.0:
         train = train.subset(train_subset_indices(len(train), spec.train_fraction))
     t0 = time.perf_counter()
@@ -243,7 +250,7 @@ def evaluate_vertices(pred108: torch.Tensor, dataset, body=None, fit: bool = Tru
 def eval_dataset(split: str, budget: Budget, progress: bool):
     from vhakit.data.datasets import MultiViewDataset
 
-    ds = MultiViewDataset(_dataset(budget.data_preset, split, "test", progress))
+    ds = MultiViewDataset(_dataset(budget, split, "test", progress))
     n = budget.eval_frames
     if n and len(ds) > n:  # evenly spread frames: every action/subject stays represented
         ds = ds.subset(np.linspace(0, len(ds) - 1, n).round().astype(int))
