@@ -183,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         conv3d_reference(device),
         Case("vha tiny (16^3)", VHA(tiny.model), tiny.train.batch_size, 16, device),
         Case("vha teaching (32^3)", VHA(teach.model), teach.train.batch_size, 32, device),
+        Case("vha teaching, one-hot input", VHA(vha_configs("teaching", input_encoding="onehot").model),
+             teach.train.batch_size, 32, device),
         Case("vha teaching, dense stem", DenseStem(VHA(teach.model)), teach.train.batch_size, 32,
              device),
         Case("v2v dense 16^3", DenseV2VAutoencoder(16), args.dense_batch, 16, device),

@@ -217,3 +217,36 @@ def test_train_vha_rejects_bad_data(tmp_path):
         train_vha("tiny", data=[{"vertices108": torch.zeros(108, 3)}], out_dir=tmp_path / "run")
     with pytest.raises(ValueError, match="fewer than one batch"):
         train_vha("tiny", data=StickFigureDataset(3), out_dir=tmp_path / "run", progress=False)
+
+
+def test_lr_schedule_is_the_closed_form():
+    from vhakit.config import TrainConfig
+    from vhakit.train import lr_at
+
+    cfg = TrainConfig(lr=4e-3, lr_schedule="cosine", warmup_steps=10)
+    assert lr_at(cfg, 0, 110) == pytest.approx(4e-4)
+    assert lr_at(cfg, 9, 110) == pytest.approx(4e-3)
+    for step in (10, 35, 60, 109):
+        frac = (step - 10) / 100
+        assert lr_at(cfg, step, 110) == pytest.approx(2e-3 * (1 + math.cos(math.pi * frac)))
+    assert lr_at(cfg, 110, 110) == pytest.approx(0.0, abs=1e-12)
+    assert lr_at(TrainConfig(lr=1e-3), 500, 10) == 1e-3  # constant
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="step")
+
+
+def test_evaluate_vha_is_the_mean_vertex_error(tmp_path):
+    from vhakit.models.vha import VHA
+    from vhakit.train import evaluate_vha
+
+    torch.manual_seed(0)
+    model = VHA(vha_configs("tiny").model)
+    data = StickFigureDataset(6)
+    res = evaluate_vha(model, {"a": data}, batch_size=4)
+    with torch.no_grad():
+        v = torch.stack([data[i]["vertices108"] for i in range(6)])
+        c = torch.stack([data[i]["pelvis"] for i in range(6)])
+        out = model(v, c, return_logits=False)
+    ref = 1000 * (out.vertices - v).norm(dim=-1).mean().item()
+    assert res["a"]["mpve_mm"] == pytest.approx(ref, rel=1e-5) and res["a"]["frames"] == 6
+    assert model.training  # the mode is restored

@@ -188,3 +188,30 @@ def test_config_validation():
         model(torch.zeros(2, 100, 3), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="latent must have shape"):
         model.decode(torch.zeros(2, 16, 2, 2, 2), torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("encoding", ["trilinear", "gaussian"])
+def test_sparse_input_encodings_equal_their_dense_heatmaps(encoding):
+    """input_heatmaps (the sparse entries scattered) against independent references, and the
+    encoder's sparse path against the dense convolution of that volume."""
+    from vhakit.heatmaps import encode_gaussian, encode_trilinear
+
+    torch.manual_seed(0)
+    model = VHA(vha_configs("tiny", input_encoding=encoding).model).double()
+    g = torch.Generator().manual_seed(3)
+    v = (torch.rand(2, 108, 3, generator=g, dtype=torch.float64) - 0.5) * 1.98  # faces included
+    c = torch.zeros(2, 3, dtype=torch.float64)
+    H = model.input_heatmaps(v, c)
+    cub = model.cuboid(c)
+    if encoding == "trilinear":
+        torch.testing.assert_close(H, encode_trilinear(v, cub))
+    else:  # the full Gaussian restricted to the 3^3 voxels around the vertex, renormalised
+        full = encode_gaussian(v, cub, sigma_vox=1.0)
+        mask = (H > 0).double()
+        ref = full * mask
+        torch.testing.assert_close(H, ref / ref.sum((2, 3, 4), keepdim=True))
+        assert (mask.sum((2, 3, 4)) == 27).all()
+    torch.testing.assert_close(H.sum((2, 3, 4)), torch.ones(2, 108, dtype=torch.float64))
+    enc = model.encoder
+    dense = enc.to_latent(enc.body(enc.stem_act(enc.stem(H))))
+    torch.testing.assert_close(model.encode(v, c), dense)

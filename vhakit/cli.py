@@ -57,9 +57,30 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
-    from vhakit.train import train_vha
+    import time
 
-    train_vha(preset=args.preset, data=args.data, out_dir=args.out, resume=args.resume)
+    from vhakit.data.datasets import MeshDataset
+    from vhakit.train import evaluate_vha, load_checkpoint, train_vha, vha_test_sets
+
+    size = {"tiny": "tiny", "paper": "full"}.get(args.preset, "teaching")  # split sizes
+    if args.data is None:
+        print(f"training data: prior_pool train ({size}), posed on the open body model")
+    data = args.data or MeshDataset.from_split("prior_pool", "train", size=size)
+    overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
+    t0 = time.perf_counter()
+    try:
+        result = train_vha(preset=args.preset, data=data, out_dir=args.out, resume=args.resume,
+                           overwrite=args.overwrite, **overrides)
+    except FileExistsError as err:  # a message, not a traceback (see main)
+        raise ValueError(str(err).replace("resume=True", "--resume").replace(
+            "overwrite=True", "--overwrite")) from err
+    seconds = time.perf_counter() - t0
+    steps = load_checkpoint(result.checkpoint)["position"]["step"]
+    print(result.model.summary())
+    print(f"trained to step {steps} in {seconds:.0f} s (this call); checkpoint {result.checkpoint}")
+    for name, m in evaluate_vha(result.model, vha_test_sets(size)).items():
+        print(f"MPVE {name} test ({m['frames']} frames): {m['mpve_mm']:.1f} mm "
+              f"(intermediate head {m['mpve_mid_mm']:.1f} mm)")
     return 0
 
 
@@ -100,8 +121,21 @@ def _flag_names(err: Exception) -> str:  # owner: BCP issue (6)
     return str(err).replace("resume=True", "--resume").replace("overwrite=True", "--overwrite")
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:  # owner: pipeline (lead)
-    raise NotImplementedError("evaluate lands with the BCP issue")
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from vhakit.pipeline import evaluate_run
+
+    data = args.data
+    if data is None:
+        from vhakit.data.build import ensure_dataset
+
+        part = "test"
+        data = ensure_dataset(args.preset, args.split, part, root=args.data_root)
+    summary = evaluate_run(args.model, data, frames=args.frames, fit=not args.no_fit,
+                           out=args.out)
+    print(f"{args.model} on {data} ({int(summary.pop('num_frames'))} frames):")
+    for name, value in summary.items():
+        print(f"  {name:<12} {value:8.2f}")
+    return 0
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
@@ -161,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset folder (default: the prior_pool split)")
     p.add_argument("--out", default="runs/vha", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in a used --out")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps in total (default: the preset's budget)")
     p.set_defaults(func=_cmd_train_vha)
 
     p = sub.add_parser("train-bcp", help="train the body code predictor (needs a trained VHA)")
@@ -188,6 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="start afresh in a used run folder")
     p.set_defaults(func=_cmd_train_baseline)
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
+    p.add_argument("--model", required=True, help="a BCP or baseline run folder / checkpoint")
+    p.add_argument("--data", default=None, help="a multi-view dataset folder (default: build "
+                   "or reuse --split's test part)")
+    p.add_argument("--split", default="h36m_like",
+                   help="h36m_like | lightstage_like | real_mocap (when --data is absent)")
+    p.add_argument("--preset", default="tiny", help="data preset when --data is absent")
+    p.add_argument("--data-root", default="data", help="where built data sets are kept")
+    p.add_argument("--frames", type=int, default=0, help="evaluate N evenly spread frames")
+    p.add_argument("--no-fit", action="store_true", help="skip SMPL fitting (108-vertex error)")
+    p.add_argument("--out", default=None, help="write reconstructions (.npz) for the viewer")
     p.set_defaults(func=_cmd_evaluate)
     p = sub.add_parser("ablate", help="reproduce the paper's Table 1 / Table 2 / data efficiency",
                        description="Train (or load cached) runs over seeds and write "

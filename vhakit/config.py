@@ -17,8 +17,14 @@ Presets (``PRESETS``; DESIGN.md "Presets"):
   at G/4 (16 x 8^3: each cell is 25 cm, so encoding and decoding stay local; a G/8 code
   learned ~1.6x slower), the heads have 32 channels (the 108 logit maps are linear
   combinations of them: 8 or 16 channels learned far slower), and the soft-argmax inverse
-  temperature is 10 with heads initialised 10x smaller (near-uniform heatmaps at the start,
+  temperature is 20 with heads initialised 10x smaller (near-uniform heatmaps at the start,
   but logits of order 1 suffice to sharpen them; with beta = 1 they must grow to ~10 first).
+  The budget is 1000 steps of batch 10 with Adam at a peak lr of 4e-3, 30 warm-up steps and a
+  cosine decay. Unlike the paper (one-hot, Eq. 1) the input heatmaps are Gaussian on 3^3
+  voxels: one-hot loses ~30 mm of position to quantisation at 32^3, which the short budget
+  cannot learn to undo. Measured after 1000 steps (GPU runs of the same steps, prior_pool test
+  MPVE): one-hot lr 1e-3 constant 42-44 mm; + cosine 4e-3 38-40; + beta 20 35; Gaussian
+  input 29-30; + beta 20 27 mm (docs/vha.md).
 * ``paper``: the paper's values (Sec. 3.1: 64^3 grid, 2.0 m cuboid, 108 vertices, Adam lr 1e-3,
   batch 10, 55 epochs, no augmentation) and an LMT/V2V-like structure at full resolution
   (BatchNorm, 7^3 first convolution at stride 1, 32 channels at 64^3, 1x1 output convolutions).
@@ -35,6 +41,8 @@ __all__ = ["VHAConfig", "VHATaskConfig", "TrainConfig", "VHARunConfig", "PRESETS
 
 AUTOCAST_MODES = ("off", "bf16", "auto")
 NORMS = ("batch", "group", "none")  # as vhakit.models.blocks.NORMS (this module imports no torch)
+INPUT_ENCODINGS = ("onehot", "trilinear", "gaussian")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _check_choice(value, name: str, choices) -> None:
@@ -73,6 +81,9 @@ class VHAConfig:
     head_init_scale: float = 1.0  # multiplies the Xavier init of the heads' 1x1 convolutions
     norm: str = "group"  # "batch" | "group" | "none" (see vhakit.models.blocks)
     beta: float = 1.0  # soft-argmax inverse temperature (LT's volume_multiplier)
+    input_encoding: str = "onehot"  # encoder input: "onehot" (paper Eq. 1), "trilinear" or
+    # "gaussian" (sigma 1 voxel on the 3^3 voxels around the vertex): both keep the sub-voxel
+    # position that one-hot quantisation drops; all three run through the sparse first layer
     outside: str = "clamp"  # vertices outside the cuboid: "clamp" to the nearest voxel or "error"
 
     def __post_init__(self) -> None:
@@ -86,6 +97,7 @@ class VHAConfig:
             raise ValueError(f"channels must be a non-empty tuple of positive ints, got {self.channels}")
         _check_choice(self.norm, "norm", NORMS)
         _check_choice(self.outside, "outside", ("clamp", "error"))
+        _check_choice(self.input_encoding, "input_encoding", INPUT_ENCODINGS)
         if self.stem_stride not in (1, 2):
             raise ValueError(f"stem_stride must be 1 or 2 (the heads upsample by it), got "
                              f"{self.stem_stride}")
@@ -122,7 +134,10 @@ class VHATaskConfig:
 class TrainConfig:
     """The generic trainer (``vhakit.train.fit``); shared by VHA, BCP and the baseline."""
 
-    lr: float = 1e-3  # Adam learning rate
+    lr: float = 1e-3  # Adam learning rate (the peak, with a schedule)
+    lr_schedule: str = "constant"  # "constant" or "cosine": decays to 0 at the last step
+    # (max_steps, or epochs x steps per epoch); a pure function of the step (exact resume)
+    warmup_steps: int = 0  # linear warm-up from lr / warmup_steps to lr
     batch_size: int = 10  # global batch; split evenly over DDP ranks
     epochs: int = 10
     max_steps: int = 0  # stop after this many optimiser steps in total (0: no limit)
@@ -142,9 +157,10 @@ class TrainConfig:
         for name in ("batch_size", "epochs"):
             _check_positive(getattr(self, name), name)
         for name in ("max_steps", "log_every", "eval_every", "save_every", "num_workers",
-                     "grad_clip"):
+                     "grad_clip", "warmup_steps"):
             _check_positive(getattr(self, name), name, allow_zero=True)
         _check_choice(self.autocast, "autocast", AUTOCAST_MODES)
+        _check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
 
 
 @dataclass(frozen=True)
@@ -169,9 +185,12 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
     "teaching": {
         "vha": {
             "model": {"grid": 32, "stem_channels": 16, "channels": (16, 32), "latent_channels": 16,
-                      "head_channels": 32, "beta": 10.0, "head_init_scale": 0.1},
+                      "head_channels": 32, "beta": 20.0, "head_init_scale": 0.1,
+                      "input_encoding": "gaussian"},
             "task": {},
-            "train": {"batch_size": 10, "epochs": 10},
+            # The budget is max_steps (~10 min on 2 cores); epochs only caps small datasets.
+            "train": {"batch_size": 10, "epochs": 100, "max_steps": 1000, "lr": 4e-3,
+                      "lr_schedule": "cosine", "warmup_steps": 30},
         },
     },
     "paper": {

@@ -50,7 +50,8 @@ from vhakit.runtime import default_device
 
 __all__ = ["Task", "StepContext", "VHATask", "TrainResult", "fit", "train_vha", "load_vha",
            "save_checkpoint", "load_checkpoint", "check_compatible", "augment_params",
-           "rotate_about_y", "plot_history", "CHECKPOINT_FORMAT"]
+           "rotate_about_y", "plot_history", "lr_at", "evaluate_vha", "vha_test_sets",
+           "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "vhakit-checkpoint-1"
 # Settings that may change when resuming: they do not change what the run computes.
@@ -149,7 +150,7 @@ class VHATask:
             loss = ((out.vertices - verts).abs().sum(-1).mean(-1)
                     + (out.vertices_mid - verts).abs().sum(-1).mean(-1))
             tot += torch.stack([err.sum(), err_mid.sum(), loss.sum(),
-                                torch.tensor(float(len(err)))]).double().cpu()
+                                err.new_tensor(float(len(err)))]).double().cpu()
         n = max(tot[3].item(), 1.0)
         return {"mpve_mm": tot[0].item() / n, "mpve_mid_mm": tot[1].item() / n,
                 "loss": tot[2].item() / n}
@@ -328,6 +329,19 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def lr_at(config: TrainConfig, step: int, horizon: int) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) of ``horizon`` steps: ``config.lr``,
+    after a linear warm-up of ``config.warmup_steps``, constant or cosine-decayed to 0 at
+    ``horizon`` (``config.lr_schedule``)."""
+    if config.warmup_steps and step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        span = max(horizon - config.warmup_steps, 1)
+        frac = min(max(step - config.warmup_steps, 0) / span, 1.0)
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return config.lr
+
+
 # ---------------------------------------------------------------------------------- history
 def _write_history(out_dir: Path, history: list[dict]) -> None:
     cols: list[str] = []
@@ -469,6 +483,7 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
                          f"{config.batch_size}; lower batch_size or add data")
     eval_loader = None if eval_data is None else DataLoader(
         _Indexed(eval_data), batch_size=config.batch_size, shuffle=False)
+    horizon = min(config.max_steps or math.inf, config.epochs * steps_per_epoch)  # lr schedule
     use_amp = config.autocast == "bf16" or (config.autocast == "auto" and device.type == "cuda")
     amp = (torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext())
     saved_step = step if resume else -1
@@ -515,6 +530,8 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
                 loss, metrics = task.compute_loss(net, batch, ctx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for group in optimizer.param_groups:  # a pure function of the step: exact resume
+                group["lr"] = lr_at(config, step, horizon)
             if config.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -594,6 +611,40 @@ def _as_dataset(data, name: str) -> Dataset | None:
         return MeshDataset.from_dir(data)
     raise TypeError(f"{name} must be a torch Dataset of dicts with 'vertices108' and 'pelvis', "
                     f"or a dataset folder; got {type(data).__name__}")
+
+
+def vha_test_sets(size: str = "teaching", seed: int = 0) -> dict[str, Dataset]:
+    """The VHA's two evaluation sets (``MeshDataset``s): ``prior_pool`` test frames (same
+    distribution as its training part) and ``real_mocap`` (the 20 real DeepMimic clips)."""
+    from vhakit.data.datasets import MeshDataset
+
+    return {"prior_pool": MeshDataset.from_split("prior_pool", "test", size=size, seed=seed),
+            "real_mocap": MeshDataset.from_split("real_mocap", "test", size=size, seed=seed)}
+
+
+@torch.no_grad()
+def evaluate_vha(model: torch.nn.Module, datasets: dict[str, Dataset] | Dataset,
+                 batch_size: int = 32, device: str | torch.device | None = None
+                 ) -> dict[str, dict[str, float]]:
+    """Reconstruction error of a VHA on unaugmented data: for each named dataset (dicts with
+    ``vertices108 (108, 3)`` and ``pelvis (3,)``), ``{"mpve_mm": ..., "mpve_mid_mm": ...,
+    "loss": ..., "frames": ...}``; MPVE is the mean over frames and the 108 vertices of the
+    Euclidean error of V (and V') in millimetres. Default datasets: :func:`vha_test_sets`."""
+    if isinstance(datasets, Dataset):
+        datasets = {"data": datasets}
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = {}
+    try:
+        for name, data in datasets.items():
+            if len(data) == 0:
+                raise ValueError(f"datasets[{name!r}] is empty")
+            loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+            out[name] = {**VHATask().evaluate(model, loader, device), "frames": len(data)}
+    finally:
+        model.train(was_training)
+    return out
 
 
 def load_vha(path: str | os.PathLike, device: str | torch.device | None = None):

@@ -40,7 +40,7 @@ from vhakit.heatmaps import Cuboid, soft_argmax, voxel_index
 from vhakit.models.blocks import Pool3D, Res3D, SparseOneHotConv3d, Upsample3D, make_norm
 
 __all__ = ["VHA", "VHAEncoder", "VHADecoder", "VertexHead", "VHAOutput", "vha_loss",
-           "count_parameters", "interpolate_latents", "perturb_latent"]
+           "count_parameters", "interpolate_latents", "perturb_latent", "sparse_heatmap_points"]
 
 CPU_CHUNK_BYTES = 30 << 20  # largest logit tensor built at once on CPU (see module docstring)
 
@@ -216,9 +216,33 @@ class VHA(nn.Module):
             raise ValueError(f"vertices must have shape (B, {N}, 3), got {tuple(vertices.shape)}")
         return voxel_index(vertices, self.cuboid(center), outside=self.config.outside)
 
+    def input_points(self, vertices: torch.Tensor, center: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder's input heatmaps in sparse form (``config.input_encoding``): voxel
+        indices ``(B, N, P, 3)`` long and their values ``(B, N, P)`` (None for one-hot, P = 1);
+        see :func:`sparse_heatmap_points`."""
+        N = self.config.n_vertices
+        if vertices.dim() != 3 or vertices.shape[1:] != (N, 3):
+            raise ValueError(f"vertices must have shape (B, {N}, 3), got {tuple(vertices.shape)}")
+        return sparse_heatmap_points(vertices, self.cuboid(center), self.config.input_encoding,
+                                     self.config.outside)
+
+    def input_heatmaps(self, vertices: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+        """The encoder's input as dense heatmaps ``(B, N, G, G, G)`` (for figures and tests;
+        training never builds them)."""
+        idx, w = self.input_points(vertices, center)
+        B, N, P, _ = idx.shape
+        G = self.config.grid
+        flat = ((idx[..., 0] * G + idx[..., 1]) * G + idx[..., 2]).view(B, N, P)
+        w = torch.ones(B, N, P, dtype=vertices.dtype, device=vertices.device) if w is None else w
+        out = vertices.new_zeros(B, N, G ** 3).scatter_add(-1, flat, w.to(vertices.dtype))
+        return out.view(B, N, G, G, G)
+
     def encode(self, vertices: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-        """Latent code ``(B, C, g, g, g)`` of the one-hot heatmaps of ``vertices (B, N, 3)``."""
-        return self.encoder(voxel_index=self.voxel_index(vertices, center))
+        """Latent code ``(B, C, g, g, g)`` of the input heatmaps of ``vertices (B, N, 3)``
+        (one-hot as paper Eq. 1 unless ``config.input_encoding`` says otherwise)."""
+        idx, w = self.input_points(vertices, center)
+        return self.encoder(voxel_index=idx, voxel_weight=w)
 
     def decode(self, latent: torch.Tensor, center: torch.Tensor,
                return_logits: bool = True) -> VHAOutput:
@@ -247,6 +271,46 @@ class VHA(nn.Module):
                 f"{c.latent_shape[0]}x{c.latent_grid}^3 ({c.latent_channels * c.latent_grid ** 3} "
                 f"numbers) -> two heads of {c.n_vertices}x{c.grid}^3 logits; parameters: encoder "
                 f"{p['encoder']:,}, decoder {p['decoder']:,}, total {p['total']:,} ({c.norm} norm)")
+
+
+def sparse_heatmap_points(vertices: torch.Tensor, cuboid: Cuboid, encoding: str = "onehot",
+                          outside: str = "clamp") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Locally supported heatmaps of ``vertices (B, N, 3)`` as voxel indices and values.
+
+    * ``"onehot"`` (paper Eq. 1): the containing voxel; ``(B, N, 1, 3)`` and None (value 1).
+    * ``"trilinear"``: the 8 voxel centres around the vertex with trilinear weights, exactly the
+      non-zeros of :func:`vhakit.heatmaps.encode_trilinear`; ``(B, N, 8, 3)``, ``(B, N, 8)``.
+    * ``"gaussian"``: the 3^3 voxels around the containing one (shifted inwards at the faces),
+      weights ``exp(-d^2 / 2)`` with ``d`` the distance in voxels from the vertex to each voxel
+      centre, normalised to sum 1; ``(B, N, 27, 3)``, ``(B, N, 27)``.
+
+    The weights depend on the sub-voxel position, so the last two keep what one-hot drops.
+    """
+    if encoding not in ("onehot", "trilinear", "gaussian"):
+        raise ValueError(f"encoding must be 'onehot', 'trilinear' or 'gaussian', got {encoding!r}")
+    idx = voxel_index(vertices, cuboid, outside=outside)  # (B, N, 3); validates, raises if asked
+    if encoding == "onehot":
+        return idx[:, :, None], None
+    G = torch.tensor(cuboid.resolution, device=idx.device)  # (3,)
+    u = torch.minimum(cuboid.voxel_coords(vertices).detach().clamp(min=0), G.to(vertices.dtype))
+    if encoding == "trilinear":  # as vhakit.heatmaps.encode_trilinear
+        t = torch.minimum((u - 0.5).clamp(min=0), (G - 1).to(u.dtype))  # centre units
+        i0 = t.floor().long()
+        frac = t - i0  # weight of the upper neighbour
+        axis_idx = torch.stack([i0, torch.minimum(i0 + 1, G - 1)], -1)  # (B, N, 3, 2)
+        axis_w = torch.stack([1 - frac, frac], -1)  # (B, N, 3, 2)
+    else:  # gaussian on 3 voxels per axis
+        lo = torch.minimum(idx.clamp(min=1), G - 2) - 1  # (B, N, 3) first of the 3 voxels
+        axis_idx = lo[..., None] + torch.arange(3, device=idx.device)  # (B, N, 3, 3)
+        d = axis_idx.to(u.dtype) + 0.5 - u[..., None]  # voxels from the vertex
+        axis_w = torch.softmax(-0.5 * d * d, dim=-1)  # separable: the 3D weights sum to 1
+    B, N, _, K = axis_idx.shape
+    ix, iy, iz = axis_idx.unbind(2)  # each (B, N, K)
+    index = torch.stack(torch.broadcast_tensors(ix[..., :, None, None], iy[..., None, :, None],
+                                                iz[..., None, None, :]), -1)  # (B, N, K, K, K, 3)
+    wx, wy, wz = axis_w.unbind(2)
+    weight = wx[..., :, None, None] * wy[..., None, :, None] * wz[..., None, None, :]
+    return index.reshape(B, N, K ** 3, 3), weight.reshape(B, N, K ** 3)
 
 
 def vha_loss(out: VHAOutput, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -1,0 +1,30 @@
+"""``vhakit train-vha``: trains the tiny preset a few steps on prior_pool, prints MPVE on both test
+sets, refuses to overwrite a run silently, and --resume continues the same run."""
+from __future__ import annotations
+
+import json
+import re
+
+from vhakit.cli import main
+from vhakit.train import load_checkpoint
+
+
+def test_train_vha_cli_runs_resumes_and_reports_mpve(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train-vha", "--preset", "tiny", "--out", str(out)]
+    assert main([*args, "--max-steps", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "trained to step 3" in text
+    mpve = {m[0]: float(m[1]) for m in re.findall(r"MPVE (\w+) test \(\d+ frames\): ([\d.]+) mm", text)}
+    assert set(mpve) == {"prior_pool", "real_mocap"}, text
+    assert all(0 < v < 2000 for v in mpve.values()), mpve
+    assert load_checkpoint(out / "last.pt")["position"]["step"] == 3
+
+    assert main([*args, "--max-steps", "3"]) == 1  # an existing run is never overwritten silently
+    assert "--resume" in capsys.readouterr().err
+
+    assert main([*args, "--resume", "--max-steps", "5"]) == 0
+    assert "trained to step 5" in capsys.readouterr().out
+    assert load_checkpoint(out / "last.pt")["position"]["step"] == 5
+    rows = json.loads((out / "metrics.json").read_text())["history"]
+    assert [r["step"] for r in rows if r["split"] == "train"] == [5]  # tiny logs every 5 steps
