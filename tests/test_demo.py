@@ -30,3 +30,16 @@ def test_fast_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--out", str(out)]) == 0
     again = capsys.readouterr()
     assert "starting a new run" not in again.out + again.err
+
+    # `vhakit evaluate` on the demo's BCP run reproduces the pipeline's 108-vertex error.
+    bcp_run = next((out / "models-fast").glob("vha_bcp-*"))
+    data = tmp_path / "data" / "first48" / "tiny" / "h36m_like-test-s0"
+    assert main(["evaluate", "--model", str(bcp_run), "--data", str(data), "--no-fit",
+                 "--out", str(tmp_path / "ev.npz")]) == 0
+    printed = capsys.readouterr().out
+    assert "mpve108_mm" in printed and "mpjpe_mm" not in printed
+    ev = Reconstructions.load(tmp_path / "ev.npz")
+    assert ev.points108["prediction"].shape == (48, 108, 3)
+    vha_run = next((out / "models-fast").glob("vha-*"))
+    assert main(["evaluate", "--model", str(vha_run), "--data", str(data)]) == 1
+    assert "BCP or baseline" in capsys.readouterr().err

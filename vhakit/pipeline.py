@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["ExperimentSpec", "Budget", "BUDGETS", "get_budget", "run_experiment",
-           "METRIC_NAMES", "evaluate_vertices", "train_predictor", "eval_dataset",
+           "METRIC_NAMES", "evaluate_vertices", "train_predictor", "eval_dataset", "load_predictor", "evaluate_run",
            "data_root", "train_subset_indices", "fast_mode"]
 
 METRIC_NAMES = ("mpjpe_mm", "pa_mpjpe_mm", "mpve_mm", "angle_deg", "mpve108_mm")
@@ -280,3 +280,56 @@ def run_experiment(spec: ExperimentSpec, cache_dir: str | os.PathLike = "runs/ca
         metrics[split], _ = evaluate_vertices(pred, ds)
     _write_json(result_file, {"spec": asdict(spec), "metrics": metrics, "model": str(run_dir)})
     return metrics
+
+
+def load_predictor(path: str | os.PathLike, device: str | torch.device | None = "cpu"):
+    """A trained BCP or baseline from a run folder or checkpoint, whichever it holds."""
+    from vhakit.train import load_checkpoint
+    from vhakit.train_bcp import load_baseline, load_bcp
+
+    path = Path(path)
+    ckpt_path = path
+    if path.is_dir():
+        ckpt_path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
+    if not ckpt_path.exists():
+        raise FileNotFoundError(f"no checkpoint at {ckpt_path}; train one with `vhakit "
+                                "train-bcp` or `vhakit train-baseline` (or run `vhakit demo`)")
+    task = load_checkpoint(ckpt_path)["run_config"].get("task")
+    if task == "bcp":
+        return load_bcp(ckpt_path, device=device)
+    if task == "baseline":
+        return load_baseline(ckpt_path, device=device)
+    raise ValueError(f"{ckpt_path} holds a {task!r} run; evaluate needs a BCP or baseline run "
+                     "(a VHA alone reconstructs heatmaps, not images: see `vhakit train-vha`)")
+
+
+def evaluate_run(model_path: str | os.PathLike, data: str | os.PathLike, frames: int = 0,
+                 fit: bool = True, out: str | os.PathLike | None = None, progress: bool = True
+                 ) -> dict[str, float]:
+    """Reconstruct a multi-view dataset folder with a trained BCP/baseline, fit SMPL, and return
+    the metrics (see :func:`evaluate_vertices`); ``frames`` > 0 evaluates that many evenly spread
+    frames; ``out`` writes a :class:`~vhakit.recon.Reconstructions` file for the viewer."""
+    from vhakit.body import BodyModel
+    from vhakit.data.datasets import MultiViewDataset
+    from vhakit.recon import Reconstructions
+    from vhakit.train_bcp import predict_vertices
+
+    model = load_predictor(model_path)
+    ds = MultiViewDataset(data)
+    if frames and len(ds) > frames:
+        ds = ds.subset(np.linspace(0, len(ds) - 1, frames).round().astype(int))
+    body = BodyModel.open()
+    pred = predict_vertices(model, ds)
+    summary, details = evaluate_vertices(pred, ds, body, fit=fit)
+    if out is not None:
+        gt = body.from_poses(ds.arrays["poses"], ds.arrays["betas"], ds.arrays["transl"])
+        meshes = {Reconstructions.GT: gt.vertices.detach().numpy()}
+        if fit:
+            meshes["prediction fitted"] = details["vertices"].numpy()
+        Reconstructions(faces=body.faces.numpy(), meshes=meshes,
+                        points108={Reconstructions.GT: ds.arrays["vertices108"].numpy(),
+                                   "prediction": pred.numpy()},
+                        frame_names=list(ds.names), K=ds.arrays["K"].numpy(),
+                        R=ds.arrays["R"].numpy(), t=ds.arrays["t"].numpy(),
+                        subsample_indices=body.subsample_indices.numpy()).save(out)
+    return summary
