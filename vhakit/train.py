@@ -56,7 +56,7 @@ __all__ = ["Task", "StepContext", "VHATask", "TrainResult", "fit", "train_vha", 
 CHECKPOINT_FORMAT = "vhakit-checkpoint-1"
 # Settings that may change when resuming: they do not change what the run computes.
 RESUME_MUTABLE = {"train.epochs", "train.max_steps", "train.log_every", "train.eval_every",
-                  "train.save_every", "train.device", "train.num_workers"}
+                  "train.save_every", "train.device", "train.num_workers", "train.channels_last"}
 
 
 # ----------------------------------------------------------------------------- task protocol
@@ -445,8 +445,10 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
     _seed_everything(config.seed)
     device = env.device
     model.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
+    if config.channels_last:  # 3D convolutions only: 2D layers (BCP's backbone) keep theirs
+        from vhakit.models.bcp import channels_last_3d
+
+        channels_last_3d(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     epoch, skip, step, history, best = 0, 0, 0, [], None
     if resume and ckpt_path.exists():
