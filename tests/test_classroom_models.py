@@ -74,6 +74,7 @@ def test_model_card_markdown_shows_the_card_numbers():
     assert f"{card['metrics']['baseline']['mpve_mm']:.1f}" in text
 
 
+@pytest.mark.slow  # ~25 s on 2 idle cores (training a few steps), ~60 s on loaded ones
 def test_fast_round_trip(tmp_path, monkeypatch):
     """pretrain_classroom end to end (VHAKIT_FAST=1: a few steps), then load and re-evaluate."""
     from vhakit.train_bcp import load_bcp
@@ -96,11 +97,13 @@ def test_fast_round_trip(tmp_path, monkeypatch):
     for key, value in trained.items():
         ref = value.half().float() if key in params and value.is_floating_point() else value
         torch.testing.assert_close(loaded[key], ref.to(loaded[key].dtype), rtol=0, atol=0)
-    # the card's metrics come back exactly on the same machine
-    got = evaluate_pretrained(out)
-    for name, metrics in card["metrics"].items():
-        for key, value in metrics.items():
-            assert got[name][key] == pytest.approx(value, rel=1e-5), (name, key)
+    # the card's 108-vertex metrics come back exactly on the same machine (the fitted ones are
+    # checked on the committed checkpoints)
+    got = evaluate_pretrained(out, fit=False)
+    for name in PRETRAINED_NAMES:
+        assert got[name]["mpve108_mm"] == pytest.approx(card["metrics"][name]["mpve108_mm"],
+                                                        rel=1e-5), name
+    assert set(card["metrics"]["bcp"]) >= {"mpjpe_mm", "mpve_mm", "angle_deg"}
 
 
 def test_missing_files_raise_a_clear_error(tmp_path):
