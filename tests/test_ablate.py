@@ -112,7 +112,7 @@ def test_cache_calls_each_run_once_and_then_never(tmp_path):
     assert len(runner.calls) == 10 == len(set(runner.calls))
     assert not any(r["cached"] for r in first.runs)
     for spec in runner.calls:
-        record = json.loads((tmp_path / "cache" / spec.key() / "result.json").read_text())
+        record = json.loads(ablate.result_path(spec, tmp_path / "cache").read_text())
         assert record["spec"] == json.loads(json.dumps(asdict(spec))) and record["metrics"] == fake_metrics(spec)
     again = CountingRunner()
     second = run_sweep("1", "tiny", 2, tmp_path / "cache", tmp_path / "res", again,
@@ -141,7 +141,7 @@ def test_interrupted_sweep_resumes(tmp_path):
 
 def test_corrupt_or_foreign_cache_entries_are_rerun(tmp_path):
     spec = table_cells("1", "tiny")[0].spec
-    path = tmp_path / spec.key() / "result.json"
+    path = ablate.result_path(spec, tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text("{truncated")
     runner = CountingRunner()
@@ -294,7 +294,8 @@ def test_fast_mode_runs_are_cached_apart_and_keep_the_runners_fields(tmp_path, m
     spec = table_cells("1", "tiny")[-1].spec
 
     def runner(spec, cache_dir, progress=True):  # like run_experiment: stores its own record
-        path = cache_dir / f"fast-{spec.key()}" / "result.json"
+        path = cache_dir / pipeline.run_tag(spec) / "result.json"
+        assert path.parent.name.startswith(f"fast-{spec.key()}-")
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"spec": asdict(spec), "metrics": fake_metrics(spec),
                                     "model": "m1"}))
@@ -302,8 +303,8 @@ def test_fast_mode_runs_are_cached_apart_and_keep_the_runners_fields(tmp_path, m
 
     monkeypatch.setenv("VHAKIT_FAST", "1")
     record = ablate.run_cached(spec, tmp_path, runner, progress=False)
-    assert record["fast"] and not (tmp_path / spec.key()).exists()
-    stored = json.loads((tmp_path / f"fast-{spec.key()}" / "result.json").read_text())
+    assert record["fast"] and not list(tmp_path.glob(f"{spec.key()}*"))
+    stored = json.loads(ablate.result_path(spec, tmp_path).read_text())
     assert stored["model"] == "m1" and stored["metrics"] == fake_metrics(spec)
     assert ablate.run_cached(spec, tmp_path, runner, progress=False)["cached"]
     result = run_sweep("1", "tiny", 1, tmp_path, None, CountingRunner(), progress=False)

@@ -74,3 +74,15 @@ def test_bad_predictions_are_refused(meshes, open_body):
     v[0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         evaluate_vertices(v, meshes, open_body, fit=False)
+
+
+def test_changing_a_preset_changes_the_cache_folder(monkeypatch):
+    from vhakit import config, pipeline
+
+    spec = ExperimentSpec(preset="tiny")
+    before = pipeline.run_tag(spec)
+    assert before.startswith(spec.key() + "-")
+    monkeypatch.setitem(config.PRESETS["tiny"]["bcp"]["train"], "lr", 0.5)
+    assert pipeline.run_tag(spec) != before
+    monkeypatch.setenv("VHAKIT_FAST", "1")
+    assert pipeline.run_tag(spec).startswith("fast-")

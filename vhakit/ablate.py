@@ -163,10 +163,11 @@ def _fast() -> bool:
 
 
 def result_path(spec: ExperimentSpec, cache_dir) -> Path:
-    """Where ``spec``'s record is cached: ``cache_dir/<spec.key()>/result.json``, or
-    ``cache_dir/fast-<key>/...`` under ``VHAKIT_FAST=1`` (the pipeline's seconds-long budgets;
-    the same folder as ``run_experiment``'s own result, whose extra fields are kept)."""
-    return Path(cache_dir) / f"{'fast-' if _fast() else ''}{spec.key()}" / RESULT_FILE
+    """Where ``spec``'s record is cached: ``cache_dir/<pipeline.run_tag(spec)>/result.json``
+    (``fast-`` prefixed under ``VHAKIT_FAST=1``; the tag ends with the preset's recipe hash, so a
+    changed preset never reuses stale runs; the same folder as ``run_experiment``'s own result,
+    whose extra fields are kept)."""
+    return Path(cache_dir) / pipeline.run_tag(spec) / RESULT_FILE
 
 
 def spec_dict(spec: ExperimentSpec) -> dict:

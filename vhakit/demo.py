@@ -162,7 +162,7 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
         spec = ExperimentSpec(method=method, preset=preset, seed=seed)
         model, run_dir = train_predictor(spec, models, budget, progress)
         say(f"{label}: trained ({run_dir})")
-        hist = run_dir / "history.json"
+        hist = run_dir / "metrics.json"
         if hist.exists():
             plt.close(plot_history(hist, out_dir / f"training_{method}.png"))
         preds[label] = predict_vertices(model, test)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ["ExperimentSpec", "Budget", "BUDGETS", "get_budget", "run_experiment",
-           "METRIC_NAMES", "evaluate_vertices", "train_predictor", "eval_dataset", "load_predictor", "evaluate_run",
+           "METRIC_NAMES", "evaluate_vertices", "recipe_hash", "run_tag", "train_predictor", "eval_dataset", "load_predictor", "evaluate_run",
            "data_root", "train_subset_indices", "fast_mode"]
 
 METRIC_NAMES = ("mpjpe_mm", "pa_mpjpe_mm", "mpve_mm", "angle_deg", "mpve108_mm")
@@ -103,7 +103,7 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    "tiny": Budget("tiny", vha_steps=300, bcp_steps=300, baseline_steps=300, eval_frames=0),
+    "tiny": Budget("tiny", vha_steps=600, bcp_steps=600, baseline_steps=600, eval_frames=0),
     "teaching": Budget("teaching", vha_steps=0, bcp_steps=1500, baseline_steps=1500,
                        eval_frames=300),
     "paper": Budget("paper"),
@@ -119,6 +119,23 @@ def get_budget(preset: str) -> Budget:
     if preset not in BUDGETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of tiny, teaching, paper")
     return BUDGETS[preset]
+
+
+def recipe_hash(preset: str) -> str:
+    """6 hex digits over everything that shapes a run besides its spec: the preset's model and
+    training settings of all three stages, the budget and the data preset. Cached runs live in
+    folders named with it, so editing a preset never silently reuses stale checkpoints."""
+    from vhakit.config import get_preset
+
+    stages = get_preset(preset)
+    blob = json.dumps({"stages": {k: stages.get(k) for k in ("vha", "bcp", "baseline")},
+                       "budget": asdict(get_budget(preset))}, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:6]
+
+
+def run_tag(spec: ExperimentSpec) -> str:
+    """The cache folder name of ``spec``'s result: ``[fast-]<spec.key()>-<recipe_hash>``."""
+    return f"{'fast-' if fast_mode() else ''}{spec.key()}-{recipe_hash(spec.preset)}"
 
 
 def train_subset_indices(num_frames: int, fraction: float, seed: int = 0) -> np.ndarray:
@@ -158,7 +175,8 @@ def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, pro
     from vhakit.data.datasets import MeshDataset
     from vhakit.train import load_vha, train_vha
 
-    tag = f"vha-{spec.preset}-{spec.vha_prior}-{spec.train_split}-s{spec.seed}"
+    tag = (f"vha-{spec.preset}-{spec.vha_prior}-{spec.train_split}-s{spec.seed}-"
+           f"{recipe_hash(spec.preset)}")
     out = cache_dir / tag
     if (out / "done.json").exists():
         return load_vha(out, device="cpu"), out
@@ -179,7 +197,7 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
     from vhakit.data.datasets import MultiViewDataset
     from vhakit.train_bcp import load_baseline, load_bcp, train_baseline, train_bcp
 
-    out = cache_dir / f"{spec.method}-{spec.key()}"
+    out = cache_dir / f"{spec.method}-{spec.key()}-{recipe_hash(spec.preset)}"
     loader = load_bcp if spec.method == "vha_bcp" else load_baseline
     if (out / "done.json").exists():
         return loader(out, device="cpu"), out
@@ -269,7 +287,7 @@ def run_experiment(spec: ExperimentSpec, cache_dir: str | os.PathLike = "runs/ca
     cache_dir = Path(cache_dir)
     budget = get_budget(spec.preset)
     tag = "fast-" if fast_mode() else ""
-    result_file = cache_dir / f"{tag}{spec.key()}" / "result.json"
+    result_file = cache_dir / run_tag(spec) / "result.json"
     if result_file.exists():
         return json.loads(result_file.read_text())["metrics"]
     model, run_dir = train_predictor(spec, cache_dir / f"{tag}models", budget, progress)
