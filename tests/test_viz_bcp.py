@@ -15,6 +15,7 @@ from vhakit.camera import make_rig  # noqa: E402
 from vhakit.heatmaps import Cuboid  # noqa: E402
 from vhakit.viz_bcp import (  # noqa: E402
     plot_volume_slices,
+    predict_visibility_logits,
     silhouette_masks,
     slice_coords,
     slice_index,
@@ -187,3 +188,26 @@ def test_errors_name_the_argument(scene):
         unproject_views(torch.zeros(4, 8, 8), pelvis, rig.K, rig.R, rig.t, IMAGE)
     with pytest.raises(ValueError, match="center_m"):
         unproject_views(torch.zeros(4, 1, 8, 8), pelvis[None], rig.K, rig.R, rig.t, IMAGE)
+
+
+def test_predict_visibility_logits_equals_single_sample_calls(scene):
+    """Batched prediction over a dataset = the model called on each sample alone."""
+    from vhakit.config import bcp_configs, vha_configs
+    from vhakit.models.bcp import BodyCodePredictor
+
+    _, _, v108, pelvis, rig = scene
+    torch.manual_seed(0)
+    model = BodyCodePredictor(bcp_configs("tiny").model, vha_configs("tiny").model)
+    g = torch.Generator().manual_seed(2)
+    data = [{"images": torch.rand(4, 3, 32, 32, generator=g), "K": rig.K, "R": rig.R, "t": rig.t,
+             "vertices108": v108, "pelvis": pelvis + 0.01 * i} for i in range(3)]
+    got = predict_visibility_logits(model.train(), data, batch_size=2)
+    assert got.shape == (3, 4, 108) and model.training  # the mode is restored
+    model.eval()
+    with torch.no_grad():
+        for i, s in enumerate(data):
+            ref = model(s["images"][None], s["K"][None], s["R"][None], s["t"][None],
+                        s["pelvis"][None]).visibility_logits[0]
+            torch.testing.assert_close(got[i], ref, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        predict_visibility_logits(model, [])

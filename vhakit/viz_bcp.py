@@ -26,7 +26,7 @@ from vhakit.models.unproject import aggregate_views, unproject_features
 
 __all__ = ["ViewVolumes", "silhouette_masks", "voxel_margin_px", "unproject_views",
            "slice_coords", "slice_index", "values_at_points", "plot_volume_slices",
-           "visibility_accuracy"]
+           "visibility_accuracy", "predict_visibility_logits"]
 
 _AXIS = "xyz"
 #: Drawn plane of a slice along each axis: (horizontal, vertical) axes of the picture.
@@ -239,3 +239,29 @@ def visibility_accuracy(logits: torch.Tensor, rendered: torch.Tensor) -> torch.T
         raise ValueError(f"logits and rendered must both have shape (F, V, N), got "
                          f"{tuple(logits.shape)} and {tuple(rendered.shape)}")
     return ((logits > 0) == (rendered > 0.5)).double().mean((0, 2))
+
+
+@torch.no_grad()
+def predict_visibility_logits(model: torch.nn.Module, data, batch_size: int = 4) -> torch.Tensor:
+    """``(F, V, N)`` CPU float32: the visibility logits of BCP or the baseline for every sample of
+    ``data`` (a Dataset of multi-view samples), in order, cuboid at the true pelvis (as
+    :func:`vhakit.train_bcp.predict_vertices`)."""
+    from torch.utils.data import DataLoader
+
+    from vhakit.train_bcp import batch_center
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for batch in DataLoader(data, batch_size=batch_size, shuffle=False):
+            b = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+            res = model(b["images"].float(), b["K"].float(), b["R"].float(), b["t"].float(),
+                        batch_center(b, None, 0.0), b["dist"].float() if "dist" in b else None)
+            out.append(res.visibility_logits.float().cpu())
+    finally:
+        model.train(was_training)
+    if not out:
+        raise ValueError("data is empty")
+    return torch.cat(out)
