@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from serving import free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -29,12 +28,6 @@ SERVER_START_TIMEOUT_S = 30
 PAGE_TIMEOUT_S = 120  # Voila runs the whole notebook before it answers (~10 s alone)
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -59,7 +52,7 @@ def classroom(tmp_path_factory):
     pytest.importorskip("voila", reason="Voila is not installed (the notebooks extra)")
     from vhakit.classroom import voila_command
 
-    server = voila_command(NOTEBOOKS, port=_free_port())
+    server = voila_command(NOTEBOOKS, port=free_port())
     tmp = tmp_path_factory.mktemp("voila")
     log = tmp / "voila.log"
     env = dict(os.environ, VHAKIT_FAST="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
@@ -68,20 +61,8 @@ def classroom(tmp_path_factory):
         proc = subprocess.Popen(server.command, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=REPO, start_new_session=True)
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Voila exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{server.url}/?token={server.token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"Voila did not answer within {SERVER_START_TIMEOUT_S} s:\n"
-                            f"{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        wait_until_serving(proc, f"{server.url}/?token={server.token}", log, "Voila",
+                           SERVER_START_TIMEOUT_S)
         yield server, log
     finally:
         _stop(proc)
