@@ -135,7 +135,8 @@ def render_markdown(result) -> str:
     header += [f"{HEADERS[m]} (paper)" for m in PAPER_METRICS]
     out += ["", _md_table(header, rows), ""]
     out.append("MPVE108: the 108 predicted vertices before SMPL fitting. Metrics follow "
-               "`vhakit.metrics` (after fitting, no alignment).")
+               "`vhakit.metrics` (after SMPL fitting; MPJPE and MPVE pelvis-aligned, as "
+               "`vhakit.pipeline.evaluate_vertices` computes them; MPVE108 absolute).")
     if result.table == "2":
         out.append("The paper's cross-dataset numbers test on all of LightStage (train and test "
                    "frames); the kit tests on the test part of lightstage_like. real_mocap has "
