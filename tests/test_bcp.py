@@ -193,8 +193,7 @@ def test_bad_inputs(vha, data):
 def test_cli_train_bcp_and_baseline(tmp_path, capsys):
     from vhakit.cli import main
     from vhakit.data.build import build_dataset
-    from vhakit.train import train_vha
-    from vhakit.train_bcp import _read
+    from vhakit.train import read_run, train_vha
 
     data_dir = build_dataset("tiny", "h36m_like", "train", tmp_path / "data", max_frames=4,
                              progress=False)
@@ -202,7 +201,7 @@ def test_cli_train_bcp_and_baseline(tmp_path, capsys):
     assert main(["train-bcp", "--preset", "tiny", "--data", str(data_dir), "--vha",
                  str(tmp_path / "vha"), "--out", str(tmp_path / "bcp"), "--no-code-loss",
                  "--no-init"]) == 0
-    task = _read(tmp_path / "bcp", "bcp")[1]["run_config"]["task_config"]
+    task = read_run(tmp_path / "bcp", "bcp")[1]["run_config"]["task_config"]
     assert (task["use_code_loss"], task["init_from_vha"], task["use_vertex_loss"]) == (False, False, True)
     assert main(["train-baseline", "--preset", "tiny", "--data", str(data_dir), "--eval-data",
                  str(data_dir), "--out", str(tmp_path / "base")]) == 0

@@ -308,17 +308,15 @@ def run_experiment(spec: ExperimentSpec, cache_dir: str | os.PathLike = "runs/ca
 
 def load_predictor(path: str | os.PathLike, device: str | torch.device | None = "cpu"):
     """A trained BCP or baseline from a run folder or checkpoint, whichever it holds."""
-    from vhakit.train import load_checkpoint
+    from vhakit.train import read_run
     from vhakit.train_bcp import load_baseline, load_bcp
 
-    path = Path(path)
-    ckpt_path = path
-    if path.is_dir():
-        ckpt_path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
-    if not ckpt_path.exists():
-        raise FileNotFoundError(f"no checkpoint at {ckpt_path}; train one with `vhakit "
-                                "train-bcp` or `vhakit train-baseline` (or run `vhakit demo`)")
-    task = load_checkpoint(ckpt_path)["run_config"].get("task")
+    try:
+        ckpt_path, ckpt = read_run(path)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no checkpoint at {path}; train one with `vhakit train-bcp` or "
+                                "`vhakit train-baseline` (or run `vhakit demo`)") from err
+    task = ckpt["run_config"].get("task")
     if task == "bcp":
         return load_bcp(ckpt_path, device=device)
     if task == "baseline":

@@ -649,18 +649,27 @@ def evaluate_vha(model: torch.nn.Module, datasets: dict[str, Dataset] | Dataset,
     return out
 
 
+def read_run(path: str | os.PathLike, task: str | None = None) -> tuple[Path, dict]:
+    """Load the checkpoint of a run: ``path`` is a checkpoint file, or a run folder (its
+    ``best.pt`` if present, else ``last.pt``). With ``task`` given, a checkpoint of another task
+    is a ValueError. Returns ``(checkpoint path, checkpoint dict)``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
+    ckpt = load_checkpoint(path)
+    found = ckpt["run_config"].get("task")
+    if task is not None and found != task:
+        raise ValueError(f"{path} holds a {found!r} run, not a {task!r} run")
+    return path, ckpt
+
+
 def load_vha(path: str | os.PathLike, device: str | torch.device | None = None):
     """The trained :class:`~vhakit.models.vha.VHA` in a checkpoint (``last.pt`` / ``best.pt``, or
     a run folder: its ``best.pt`` if present, else ``last.pt``), in eval mode."""
     from vhakit.config import VHAConfig
     from vhakit.models.vha import VHA
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
-    ckpt = load_checkpoint(path)
-    if ckpt["run_config"].get("task") != "vha":
-        raise ValueError(f"{path} holds a {ckpt['run_config'].get('task')!r} run, not a VHA")
+    _, ckpt = read_run(path, "vha")
     model = VHA(VHAConfig(**ckpt["run_config"]["model"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device or default_device()).eval()

@@ -38,7 +38,7 @@ from vhakit.config import (
     config_dict,
 )
 from vhakit.runtime import default_device
-from vhakit.train import StepContext, TrainResult, augment_params, fit, load_checkpoint, load_vha
+from vhakit.train import StepContext, TrainResult, augment_params, fit, load_vha, read_run
 
 __all__ = ["BCPTask", "BaselineTask", "train_bcp", "train_baseline", "load_bcp", "load_baseline",
            "predict_vertices", "batch_center"]
@@ -245,22 +245,12 @@ def train_baseline(preset: str = "teaching", data: Dataset | str | os.PathLike |
                progress=progress)
 
 
-def _read(path: str | os.PathLike, task: str) -> tuple[Path, dict]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
-    ckpt = load_checkpoint(path)
-    if ckpt["run_config"].get("task") != task:
-        raise ValueError(f"{path} holds a {ckpt['run_config'].get('task')!r} run, not a {task!r} run")
-    return path, ckpt
-
-
 def load_bcp(path: str | os.PathLike, device: str | torch.device | None = None):
     """The trained :class:`~vhakit.models.bcp.BodyCodePredictor` (frozen VHA parts included) in
     a checkpoint or run folder (its ``best.pt`` if present, else ``last.pt``), in eval mode."""
     from vhakit.models.bcp import BodyCodePredictor
 
-    _, ckpt = _read(path, "bcp")
+    _, ckpt = read_run(path, "bcp")
     rc = ckpt["run_config"]
     model = BodyCodePredictor(BCPConfig(**rc["model"]), VHAConfig(**rc["vha"]))
     model.load_state_dict(ckpt["model"])
@@ -271,7 +261,7 @@ def load_baseline(path: str | os.PathLike, device: str | torch.device | None = N
     """The trained :class:`~vhakit.models.baseline.LMTBaseline` in a checkpoint or run folder."""
     from vhakit.models.baseline import LMTBaseline
 
-    _, ckpt = _read(path, "baseline")
+    _, ckpt = read_run(path, "baseline")
     model = LMTBaseline(BaselineConfig(**ckpt["run_config"]["model"]))
     model.load_state_dict(ckpt["model"])
     return model.to(device or default_device()).eval()
