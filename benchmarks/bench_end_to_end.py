@@ -29,6 +29,7 @@ def main() -> None:
     from vhakit.data.datasets import MultiViewDataset
     from vhakit.fitting import fit_smpl
     from vhakit.models.bcp import BodyCodePredictor
+    from vhakit.pipeline import prediction_fit_config
     from vhakit.train_bcp import predict_vertices
 
     body = BodyModel.open()
@@ -48,7 +49,7 @@ def main() -> None:
             t0 = time.perf_counter()
             pred = predict_vertices(model, data, batch_size=batch)
             t1 = time.perf_counter()
-            fit_smpl(pred, body)
+            fit_smpl(pred, body, prediction_fit_config())  # as the evaluation fits
             t_net, t_fit = t1 - t0, time.perf_counter() - t1
             print(f"{name:32s} {batch:5d} {t_net / n:16.3f} {t_fit / n:12.3f} "
                   f"{(t_net + t_fit) / n:14.3f}")

@@ -62,6 +62,32 @@ def test_sparse_conv_equals_dense_conv3d_values_and_gradients(grid, k, s, p, P):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-11, msg=name)
 
 
+@pytest.mark.parametrize("grid,k,s,p,P", CASES + [((9, 8, 7), 7, 2, 3, 27), ((6, 7, 8), 5, 1, 2, 8)])
+def test_sparse_conv_window_form_equals_dense_conv3d(grid, k, s, p, P):
+    """The window form (entries of a channel close together: splats) against F.conv3d, values
+    and gradients, with the windows touching every face of the grid."""
+    g = torch.Generator().manual_seed(7 * sum(grid) + k + s + p + P)
+    B, N, C = 3, 5, 4
+    side = max(1, round(P ** (1 / 3)))  # entries in a cube of side 1-3 around a random voxel
+    lo = torch.stack([torch.randint(0, n - side + 1, (B, N), generator=g) for n in grid], -1)
+    lo[0, 0] = 0
+    lo[1, 1] = torch.tensor(grid) - side
+    off = torch.randint(0, side, (B, N, P, 3), generator=g)
+    idx = lo[:, :, None] + off
+    vals = torch.rand(B, N, P, generator=g, dtype=torch.float64).requires_grad_()
+    W = torch.randn(C, N, k, k, k, generator=g, dtype=torch.float64).requires_grad_()
+    bias = torch.randn(C, generator=g, dtype=torch.float64).requires_grad_()
+    ref = F.conv3d(dense_volume(idx, vals, grid), W, bias, stride=s, padding=p)
+    grad_out = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    g_ref = torch.autograd.grad(ref, (W, bias, vals), grad_out)
+    for method in ("window", "auto"):
+        out = sparse_conv3d(idx, W, grid, vals, bias, stride=s, padding=p, method=method)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        g_out = torch.autograd.grad(out, (W, bias, vals), grad_out)
+        for name, a, b in zip(("weight", "bias", "voxel_weight"), g_out, g_ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-11, msg=f"{method} {name}")
+
+
 def test_sparse_onehot_float32_matches_dense_to_1e5():
     """The module on vertices: forward_sparse(voxel_index) vs forward(encode_onehot volume)."""
     g = torch.Generator().manual_seed(0)

@@ -85,5 +85,27 @@ def test_changing_a_preset_changes_the_cache_folder(monkeypatch):
     assert before.startswith(spec.key() + "-")
     monkeypatch.setitem(config.PRESETS["tiny"]["bcp"]["train"], "lr", 0.5)
     assert pipeline.run_tag(spec) != before
+    # a change of the evaluation's fitting re-evaluates (new result folder) but keeps the models
+    lr_changed = pipeline.run_tag(spec)
+    monkeypatch.setattr(pipeline, "PREDICTION_NOISE_STD_M", 0.03)
+    assert pipeline.run_tag(spec) != lr_changed
+    assert pipeline.run_tag(spec).rsplit("-", 1)[0] == lr_changed.rsplit("-", 1)[0]
     monkeypatch.setenv("VHAKIT_FAST", "1")
     assert pipeline.run_tag(spec).startswith("fast-")
+
+
+def test_vha_hash_ignores_bcp_settings_and_shared_vha_seed(monkeypatch):
+    from vhakit import config, pipeline
+
+    monkeypatch.delenv("VHAKIT_FAST", raising=False)
+    whole, vha = pipeline.recipe_hash("tiny"), pipeline.recipe_hash("tiny", "vha")
+    monkeypatch.setitem(config.PRESETS["tiny"]["bcp"]["train"], "lr", 0.5)
+    assert pipeline.recipe_hash("tiny") != whole  # BCP runs retrain ...
+    assert pipeline.recipe_hash("tiny", "vha") == vha  # ... on the same cached prior
+    monkeypatch.setitem(config.PRESETS["tiny"]["vha"]["train"], "lr", 0.5)
+    assert pipeline.recipe_hash("tiny", "vha") != vha
+    with pytest.raises(ValueError, match="stage"):
+        pipeline.recipe_hash("tiny", "bcp")
+    assert pipeline.Budget().vha_seed(2) == 2  # a prior per seed
+    assert pipeline.Budget(shared_vha_seed=0).vha_seed(2) == 0  # one prior for all seeds
+    assert pipeline.get_budget("teaching").vha_seed(1) == 0

@@ -102,7 +102,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int, padding: int) -> 
 
 def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int],
                   voxel_weight: torch.Tensor | None = None, bias: torch.Tensor | None = None,
-                  stride: int = 1, padding: int = 0) -> torch.Tensor:
+                  stride: int = 1, padding: int = 0, method: str = "auto") -> torch.Tensor:
     """``F.conv3d(x, weight, bias, stride, padding)`` for a sparse input volume ``x``.
 
     ``x`` has one channel per input point set (the N vertices): channel ``n`` is
@@ -119,6 +119,15 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
     makes this a fixed-size patch per entry. Outputs that fall outside the grid land in a margin
     of the scatter buffer that is cropped away.
 
+    Splats (P > 1 entries close together, e.g. the 3^3 voxels of a Gaussian) have a cheaper
+    form, ``method="window"``: each channel's entries lie in a small stride-aligned window of
+    ``W`` voxels per axis, whose outputs form a patch of ``Q = W/s + ceil(k/s) - 1`` per axis.
+    The window's values ``(B, N, W^3)`` times the kernel unrolled into a ``(N, W^3, Q^3 C)``
+    matrix (built once per call, independent of B) is one batched matrix product; the patches are
+    then scattered. It moves ``N W^3 Q^3 C + B N Q^3 C`` numbers instead of ``B N P ceil(k/s)^3
+    C``: 3.5x fewer for the teaching stem's Gaussian at batch 10, and no slow gather backward.
+    ``"auto"`` picks the cheaper form from those counts; ``"entries"`` forces the per-entry one.
+
     Args:
         voxel_index: ``(B, N, 3)`` or ``(B, N, P, 3)`` long, voxel indices ``(ix, iy, iz)`` with
             ``0 <= i < grid`` per axis (see ``vhakit.heatmaps.voxel_index``).
@@ -127,6 +136,7 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         voxel_weight: ``(B, N)`` or ``(B, N, P)`` the value at each index (default 1: one-hot).
         bias: ``(C_out,)`` or None.
         stride, padding: as for ``F.conv3d`` (ints; ``padding < k``).
+        method: ``"auto"``, ``"entries"`` or ``"window"`` (same result, see above).
     Returns:
         ``(B, C_out, Ox, Oy, Oz)`` in ``weight``'s dtype, channels-last-3d memory format,
         ``O = floor((G + 2 padding - k) / stride) + 1`` per axis.
@@ -154,8 +164,19 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
     if bool(((voxel_index < 0) | (voxel_index >= grid_t)).any()):
         raise ValueError(f"voxel_index has entries outside the grid {tuple(grid)}; build it with "
                          "vhakit.heatmaps.voxel_index(..., outside='clamp') or enlarge the cuboid")
+    if method not in ("auto", "entries", "window"):
+        raise ValueError(f"method must be 'auto', 'entries' or 'window', got {method!r}")
     s, M = stride, -(-k // stride)  # M = ceil(k / s) taps per axis reach each output
     out_size = [conv_output_size(g, k, s, padding) for g in grid]
+    if method == "window" or (P > 1 and method == "auto"):
+        t = voxel_index + padding
+        t0 = torch.div(t.amin(2), s, rounding_mode="floor") * s  # (B, N, 3) window starts
+        span = int((t.amax(2) - t0).max()) + 1
+        Wl = s * -(-span // s)  # window length per axis, a multiple of the stride
+        Q = Wl // s + M - 1
+        if method == "window" or N * Wl ** 3 * Q ** 3 + B * N * Q ** 3 < B * N * P * M ** 3:
+            return _sparse_conv3d_window(t, t0, Wl, Q, weight, grid, voxel_weight, bias, s,
+                                         M, out_size)
     buf_size = [(g - 1 + padding) // s + M for g in grid]  # outputs o in [-(M-1), ...] shifted by M-1
     # Kernel taps regrouped by (residue r, step j): tap = r + s*j.
     w = F.pad(weight, (0, s * M - k) * 3)  # (C_out, N, sM, sM, sM), extra taps are zero
@@ -165,7 +186,7 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
     r, o_max = t % s, t // s
     rows = (torch.arange(N, device=t.device)[:, None] * s + r[..., 0]) * s + r[..., 1]
     rows = rows * s + r[..., 2]  # (B, N, P) row of w for each entry
-    vals = w[rows.reshape(-1)]  # (B*N*P, M^3, C_out)
+    vals = w.index_select(0, rows.reshape(-1))  # (B*N*P, M^3, C_out); backward: index_add
     if voxel_weight is not None:
         vals = vals * voxel_weight.reshape(-1, 1, 1).to(vals.dtype)
     j = torch.arange(M, device=t.device)
@@ -181,6 +202,54 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         buf = buf + bias
     out = buf.permute(0, 4, 1, 2, 3)  # (B, C_out, Ox, Oy, Oz), channels-last strides
     return out.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _sparse_conv3d_window(t: torch.Tensor, t0: torch.Tensor, Wl: int, Q: int,
+                          weight: torch.Tensor, grid: tuple[int, int, int],
+                          voxel_weight: torch.Tensor | None, bias: torch.Tensor | None, s: int,
+                          M: int, out_size: list[int]) -> torch.Tensor:
+    """The ``method="window"`` form of :func:`sparse_conv3d`. ``t (B, N, P, 3)``: padded voxel
+    coordinates; ``t0 (B, N, 3)``: each channel's window start (a multiple of ``s``); ``Wl``:
+    window length; ``Q``: patch length per axis."""
+    B, N, P, _ = t.shape
+    cout, k = weight.shape[0], weight.shape[2]
+    dev = t.device
+    # Along one axis, window offset u and patch offset q (output o = t0/s - (M-1) + q) meet at
+    # kernel tap u + s(M-1) - s q, when it lies in [0, k).
+    u = torch.arange(Wl, device=dev)
+    tap = u[:, None] + s * (M - 1) - s * torch.arange(Q, device=dev)  # (Wl, Q)
+    valid = (tap >= 0) & (tap < k)
+    tap = tap.clamp(0, k - 1)
+    flat_tap = (tap[:, None, None, :, None, None] * k + tap[None, :, None, None, :, None]) * k
+    flat_tap = flat_tap + tap[None, None, :, None, None, :]  # (Wl, Wl, Wl, Q, Q, Q)
+    ok = valid[:, None, None, :, None, None] & valid[None, :, None, None, :, None] \
+        & valid[None, None, :, None, None, :]
+    flat_tap = torch.where(ok, flat_tap, k ** 3).reshape(-1)  # k^3: a zero tap
+    w = weight.permute(1, 2, 3, 4, 0).reshape(N, k ** 3, cout)
+    w = torch.cat([w, w.new_zeros(N, 1, cout)], 1)  # (N, k^3 + 1, C_out)
+    unrolled = w.index_select(1, flat_tap).view(N, Wl ** 3, Q ** 3 * cout)
+    # The window values: each entry's weight at its offset from the window start.
+    rel = t - t0[:, :, None]  # (B, N, P, 3), in [0, Wl)
+    pos = ((rel[..., 0] * Wl + rel[..., 1]) * Wl + rel[..., 2]).reshape(B * N, P)
+    vals = (torch.ones(B, N, P, dtype=weight.dtype, device=dev) if voxel_weight is None
+            else voxel_weight.to(weight.dtype))
+    window = vals.new_zeros(B * N, Wl ** 3).scatter_add(1, pos, vals.reshape(B * N, P))
+    window = window.view(B, N, Wl ** 3).transpose(0, 1)  # (N, B, W^3)
+    patch = torch.bmm(window, unrolled)  # (N, B, Q^3 C_out)
+    # Scatter the patches into a buffer with a margin of M - 1 before the grid's outputs.
+    o0 = torch.div(t0, s, rounding_mode="floor")  # (B, N, 3) window start / s = o0 + M - 1
+    buf_size = [(g - 1 + k) // s + Q for g in grid]
+    q = o0[..., None] + torch.arange(Q, device=dev)  # (B, N, 3, Q) buffer positions
+    flat = (q[..., 0, :, None, None] * buf_size[1] + q[..., 1, None, :, None]) * buf_size[2]
+    flat = flat + q[..., 2, None, None, :]  # (B, N, Q, Q, Q)
+    flat = flat + torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * math.prod(buf_size)
+    buf = patch.new_zeros(B * math.prod(buf_size), cout)
+    buf = buf.index_add(0, flat.reshape(-1), patch.transpose(0, 1).reshape(-1, cout))
+    buf = buf.view(B, *buf_size, cout)[:, M - 1:M - 1 + out_size[0], M - 1:M - 1 + out_size[1],
+                                        M - 1:M - 1 + out_size[2]]  # (B, Ox, Oy, Oz, C_out)
+    if bias is not None:
+        buf = buf + bias
+    return buf.permute(0, 4, 1, 2, 3).contiguous(memory_format=torch.channels_last_3d)
 
 
 class SparseOneHotConv3d(nn.Conv3d):
