@@ -383,3 +383,16 @@ def test_figures_show_every_cell(tmp_path):
         expected = [eff.value(container.get_label(), f"{f:g}")[0] for f in (0.03, 0.1, 0.3, 1.0)]
         assert list(line.get_ydata()) == pytest.approx(expected)
         assert method in {c.spec.method for c in eff.cells if c.row == container.get_label()}
+
+
+def test_saved_results_of_other_fitting_settings_are_re_evaluated(tmp_path, monkeypatch):
+    """A results JSON measured with other SMPL-fitting settings (another eval hash) must not seed
+    the cache under the current settings' tag: those runs are evaluated again."""
+    run_sweep("1", "tiny", 1, tmp_path / "old_cache", tmp_path / "res", CountingRunner(),
+              progress=False)
+    saved = json.loads((tmp_path / "res" / "table1.json").read_text())
+    assert {r["eval"] for r in saved["runs"]} == {pipeline.eval_hash()}
+    monkeypatch.setattr(pipeline, "PREDICTION_NOISE_STD_M", 0.05)
+    runner = CountingRunner()
+    load_or_run("1", "tiny", 1, tmp_path / "new_cache", tmp_path / "res", runner, progress=False)
+    assert len(runner.calls) == 5

@@ -211,14 +211,14 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     cache_dir = Path(cache_dir)
     path = result_path(spec, cache_dir)
     record = _read_record(path, spec)
-    if record is not None:
-        return {**record, "cached": True}
+    if record is not None:  # its folder's tag carries the evaluation's hash
+        return {**record, "eval": pipeline.eval_hash(), "cached": True}
     runner = runner or pipeline.run_experiment
     start = time.perf_counter()
     metrics = _check_metrics(spec, runner(spec, cache_dir, progress=progress))
     standin = bool(getattr(runner, "standin", False))
     record = {"version": RECORD_VERSION, "key": spec.key(), "seed": spec.seed,
-              "spec": spec_dict(spec), "metrics": metrics,
+              "spec": spec_dict(spec), "metrics": metrics, "eval": pipeline.eval_hash(),
               "seconds": round(time.perf_counter() - start, 3), "standin": standin,
               "fast": _fast(),
               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -363,8 +363,8 @@ def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=N
     for record in saved.get("runs", []):
         if record.get("standin") or record.get("version") != RECORD_VERSION:
             continue
-        if bool(record.get("fast")) != _fast():
-            continue
+        if bool(record.get("fast")) != _fast() or record.get("eval") != pipeline.eval_hash():
+            continue  # measured with other fitting settings: re-evaluated, not reused
         path = result_path(ExperimentSpec(**record["spec"]), cache_dir)
         if not path.exists():
             _write_json_atomic(path, {k: v for k, v in record.items() if k != "cached"})
