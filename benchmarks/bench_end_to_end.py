@@ -1,9 +1,10 @@
 """End-to-end inference: 4 calibrated views -> BCP -> VHA decoder + soft-argmax -> fitted SMPL.
 
-Times the two stages per frame on the committed classroom checkpoints (tiny preset) and the
-teaching-preset BCP architecture (random weights: the cost does not depend on the values), at
-batch 1 (a live frame) and batched, on the tiny test set. Prints seconds per frame and the
-share of each stage. Not a timed test: run it by hand on a quiet machine.
+Times the two stages per frame on the committed classroom checkpoints (their card's preset and
+test frames: the teaching preset, 4 views of 128 px) at batch 1 (a live frame) and batched, with
+the SMPL fit the evaluation uses (`vhakit.pipeline.prediction_fit_config`: data scale matched
+to a prediction's error) and, for comparison, `FitConfig()`'s defaults for clean vertices.
+Prints seconds per frame and the MPVE after fitting. Not a timed test: run it on a quiet machine.
 
     python benchmarks/bench_end_to_end.py [--frames 24] [--threads 2]
 """
@@ -23,36 +24,39 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from vhakit.body import BodyModel
-    from vhakit.classroom_models import load_pretrained
-    from vhakit.config import bcp_configs, vha_configs
-    from vhakit.data.build import ensure_dataset
-    from vhakit.data.datasets import MultiViewDataset
-    from vhakit.fitting import fit_smpl
-    from vhakit.models.bcp import BodyCodePredictor
+    from vhakit.classroom_models import card_frames, load_pretrained, read_card
+    from vhakit.fitting import FitConfig, fit_smpl
+    from vhakit.metrics import mpve
     from vhakit.pipeline import prediction_fit_config
     from vhakit.train_bcp import predict_vertices
 
     body = BodyModel.open()
-    data = MultiViewDataset(ensure_dataset("tiny", "h36m_like", "test", progress=False))
-    data = data.subset(list(range(min(args.frames, len(data)))))
+    card = read_card()
+    data = card_frames(card, n_frames=args.frames)
     n = len(data)
-    teaching = bcp_configs("teaching")
-    models = {"classroom BCP (tiny)": load_pretrained("bcp"),
-              "teaching BCP (random weights)": BodyCodePredictor(teaching.model,
-                                                                      vha_configs("teaching").model).eval()}
-    print(f"torch {torch.__version__}, {args.threads} thread(s), {n} frames x {data.num_views} "
-          f"views of {tuple(data[0]['images'].shape[-2:])} px")
-    print(f"{'model':32s} {'batch':>5s} {'network s/frame':>16s} {'fit s/frame':>12s} "
-          f"{'total s/frame':>14s}")
-    for name, model in models.items():
+    gt = data.arrays
+    true = body.from_poses(gt["poses"], gt["betas"], gt["transl"])
+    print(f"torch {torch.__version__}, {args.threads} thread(s); classroom checkpoints "
+          f"({card['preset']} preset); {n} {card['data']['test_split']} test frames x "
+          f"{data.num_views} views of {tuple(data[0]['images'].shape[-2:])} px")
+    print(f"{'model':10s} {'batch':>5s} {'fit settings':>14s} {'network s/frame':>16s} "
+          f"{'fit s/frame':>12s} {'total s/frame':>14s} {'MPVE mm':>8s}")
+    fits = {"evaluation": prediction_fit_config(), "clean-vertex": FitConfig()}
+    for name in ("bcp", "baseline"):
+        model = load_pretrained(name)
         for batch in (1, 8):
-            t0 = time.perf_counter()
-            pred = predict_vertices(model, data, batch_size=batch)
-            t1 = time.perf_counter()
-            fit_smpl(pred, body, prediction_fit_config())  # as the evaluation fits
-            t_net, t_fit = t1 - t0, time.perf_counter() - t1
-            print(f"{name:32s} {batch:5d} {t_net / n:16.3f} {t_fit / n:12.3f} "
-                  f"{(t_net + t_fit) / n:14.3f}")
+            for label, cfg in fits.items():
+                if batch == 1 and label != "evaluation":
+                    continue
+                t0 = time.perf_counter()
+                pred = predict_vertices(model, data, batch_size=batch)
+                t1 = time.perf_counter()
+                fit = fit_smpl(pred, body, cfg)
+                t_net, t_fit = t1 - t0, time.perf_counter() - t1
+                err = mpve(fit.vertices, true.vertices, pred_root=fit.joints[:, 0],
+                           target_root=true.joints[:, 0]).mean() * 1000
+                print(f"{name:10s} {batch:5d} {label:>14s} {t_net / n:16.3f} {t_fit / n:12.3f} "
+                      f"{(t_net + t_fit) / n:14.3f} {err:8.1f}")
 
 
 if __name__ == "__main__":

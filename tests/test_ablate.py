@@ -396,3 +396,15 @@ def test_saved_results_of_other_fitting_settings_are_re_evaluated(tmp_path, monk
     runner = CountingRunner()
     load_or_run("1", "tiny", 1, tmp_path / "new_cache", tmp_path / "res", runner, progress=False)
     assert len(runner.calls) == 5
+
+
+def test_committed_sweep_prefers_teaching_then_tiny(tmp_path):
+    from vhakit.ablate import committed_sweep
+
+    assert committed_sweep("2", tmp_path) == ("teaching", tmp_path / "results")  # nothing yet
+    (tmp_path / "results" / "tiny").mkdir(parents=True)
+    (tmp_path / "results" / "tiny" / "table2.json").write_text("{}")
+    assert committed_sweep("2", tmp_path) == ("tiny", tmp_path / "results" / "tiny")
+    (tmp_path / "results" / "table2.json").write_text("{}")
+    assert committed_sweep("2", tmp_path) == ("teaching", tmp_path / "results")
+    assert committed_sweep("efficiency", tmp_path)[0] == "teaching"

@@ -128,15 +128,15 @@ def test_cli_passes_its_arguments(tmp_path, monkeypatch, capsys):
 
     calls = []
 
-    def fake(out_dir, preset, seed, progress):
-        calls.append((out_dir, preset, seed, progress))
+    def fake(out_dir, preset, seed, progress, cache_dir=None):
+        calls.append((out_dir, preset, seed, progress, cache_dir))
         return {"metrics": {"bcp": {"mpve108_mm": 12.34, "num_frames": 3.0}},
                 "files": {"bcp.pt": {}}, "total_bytes": 2_000_000}
 
     monkeypatch.setattr(cm, "pretrain_classroom", fake)
     assert main(["pretrain-classroom", "--preset", "tiny", "--seed", "3", "--out",
                  str(tmp_path), "--quiet"]) == 0
-    assert calls == [(tmp_path, "tiny", 3, False)]
+    assert calls == [(tmp_path, "tiny", 3, False, None)]
     assert "mpve108_mm 12.3" in capsys.readouterr().out
-    assert main(["pretrain-classroom", "--quiet"]) == 0
-    assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False)
+    assert main(["pretrain-classroom", "--quiet", "--cache", "runs/cache/models"]) == 0
+    assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False, "runs/cache/models")

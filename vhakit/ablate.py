@@ -38,7 +38,8 @@ from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
 
 __all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells", "sweep_specs",
            "run_cached", "run_sweep", "summarize", "auto_runner", "standin_runner",
-           "load_results", "load_or_run", "cached_runs", "resolve_seeds", "default_results_dir"]
+           "load_results", "load_or_run", "cached_runs", "resolve_seeds", "default_results_dir",
+           "COMMITTED_SWEEPS", "committed_sweep"]
 
 #: Table names accepted by :func:`table_cells` and the CLI (``vhakit ablate --table``).
 TABLES = ("1", "2", "efficiency")
@@ -199,6 +200,23 @@ def default_results_dir(preset: str) -> Path:
     if _fast():
         return Path("runs/results") / f"fast-{preset}"
     return Path("results") if preset == "teaching" else Path("runs/results") / preset
+
+
+#: Committed sweeps, most representative first: the teaching preset's in ``results/``, the tiny
+#: preset's in ``results/tiny``.
+COMMITTED_SWEEPS = (("teaching", Path("results")), ("tiny", Path("results/tiny")))
+
+
+def committed_sweep(table: str, root=".") -> tuple[str, Path]:
+    """``(preset, results_dir)`` of the committed sweep of ``table`` a notebook should show:
+    the first of :data:`COMMITTED_SWEEPS` whose JSON exists under ``root`` (the repository root),
+    else the teaching preset's folder (where a new sweep would go)."""
+    from vhakit.ablate_report import result_stem
+
+    for preset, folder in COMMITTED_SWEEPS:
+        if (Path(root) / folder / f"{result_stem(table)}.json").exists():
+            return preset, Path(root) / folder
+    return COMMITTED_SWEEPS[0][0], Path(root) / COMMITTED_SWEEPS[0][1]
 
 
 def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = True) -> dict:

@@ -57,9 +57,9 @@ def model_card_markdown(card: dict) -> str:
         f"`{d['train_split']}` train (prior `{d['vha_prior']}`); BCP and the baseline on "
         f"`{d['train_split']}` train (subjects S1, S5, S6, S7, S8).",
         f"- Training time: VHA {secs['vha']:.0f} s, BCP {secs['bcp']:.0f} s, baseline "
-        f"{secs['baseline']:.0f} s, on a {card['machine']['cpu_count']}-core CPU shared with "
-        f"other jobs (torch {card['machine']['torch']}, {card['machine']['torch_threads']} "
-        "threads).",
+        f"{secs['baseline']:.0f} s, on a {card['machine']['cpu_count']}-core CPU "
+        f"(torch {card['machine']['torch']}, {card['machine']['torch_threads']} threads; "
+        "wall clock, so other jobs on the machine slow it).",
         "- Storage: weights only, parameters as float16 (loaded back as float32); the metrics "
         "are measured on these stored weights.",
         "",

@@ -159,7 +159,7 @@ def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching
 
     out = Path(args.out) if args.out else PRETRAINED_DIR
     card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,
-                              progress=not args.quiet)
+                              cache_dir=args.cache, progress=not args.quiet)
     for name, metrics in card["metrics"].items():
         print(f"{name:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
                                         if k != "num_frames"))
@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder (default: vhakit/assets/pretrained in the package)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None,
+                   help="training runs to reuse or extend (default: runs/classroom); "
+                   "runs/cache/models reuses the runs of `vhakit ablate` (same preset and seed)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_pretrain_classroom)
     return parser
