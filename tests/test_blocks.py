@@ -47,19 +47,26 @@ def test_sparse_conv_equals_dense_conv3d_values_and_gradients(grid, k, s, p, P):
     idx = torch.stack([torch.randint(0, n, (B, N, P), generator=g) for n in grid], -1)
     idx[0, 0, 0] = 0  # grid corners: kernels hang over the border
     idx[1, 1, 0] = torch.tensor(grid) - 1
+    assert_sparse_matches_conv3d(idx, grid, k, s, p, C, g, methods=("auto",))
+
+
+def assert_sparse_matches_conv3d(idx, grid, k, s, p, C, g, methods):
+    """sparse_conv3d (each of ``methods``) against F.conv3d of the dense volume: values to
+    1e-12 and the gradients of weight, bias and voxel_weight to 1e-11 (float64)."""
+    B, N, P, _ = idx.shape
     vals = torch.rand(B, N, P, generator=g, dtype=torch.float64).requires_grad_()
     W = torch.randn(C, N, k, k, k, generator=g, dtype=torch.float64).requires_grad_()
     bias = torch.randn(C, generator=g, dtype=torch.float64).requires_grad_()
-    x = dense_volume(idx, vals, grid)
-    ref = F.conv3d(x, W, bias, stride=s, padding=p)
-    out = sparse_conv3d(idx, W, grid, vals, bias, stride=s, padding=p)
-    assert out.shape == ref.shape
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    ref = F.conv3d(dense_volume(idx, vals, grid), W, bias, stride=s, padding=p)
     grad_out = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     g_ref = torch.autograd.grad(ref, (W, bias, vals), grad_out)
-    g_out = torch.autograd.grad(out, (W, bias, vals), grad_out)
-    for name, a, b in zip(("weight", "bias", "voxel_weight"), g_out, g_ref, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-11, msg=name)
+    for method in methods:
+        out = sparse_conv3d(idx, W, grid, vals, bias, stride=s, padding=p, method=method)
+        assert out.shape == ref.shape
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        g_out = torch.autograd.grad(out, (W, bias, vals), grad_out)
+        for name, a, b in zip(("weight", "bias", "voxel_weight"), g_out, g_ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-11, msg=f"{method} {name}")
 
 
 @pytest.mark.parametrize("grid,k,s,p,P", CASES + [((9, 8, 7), 7, 2, 3, 27), ((6, 7, 8), 5, 1, 2, 8)])
@@ -74,18 +81,7 @@ def test_sparse_conv_window_form_equals_dense_conv3d(grid, k, s, p, P):
     lo[1, 1] = torch.tensor(grid) - side
     off = torch.randint(0, side, (B, N, P, 3), generator=g)
     idx = lo[:, :, None] + off
-    vals = torch.rand(B, N, P, generator=g, dtype=torch.float64).requires_grad_()
-    W = torch.randn(C, N, k, k, k, generator=g, dtype=torch.float64).requires_grad_()
-    bias = torch.randn(C, generator=g, dtype=torch.float64).requires_grad_()
-    ref = F.conv3d(dense_volume(idx, vals, grid), W, bias, stride=s, padding=p)
-    grad_out = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    g_ref = torch.autograd.grad(ref, (W, bias, vals), grad_out)
-    for method in ("window", "auto"):
-        out = sparse_conv3d(idx, W, grid, vals, bias, stride=s, padding=p, method=method)
-        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
-        g_out = torch.autograd.grad(out, (W, bias, vals), grad_out)
-        for name, a, b in zip(("weight", "bias", "voxel_weight"), g_out, g_ref, strict=True):
-            torch.testing.assert_close(a, b, rtol=0, atol=1e-11, msg=f"{method} {name}")
+    assert_sparse_matches_conv3d(idx, grid, k, s, p, C, g, methods=("window", "auto"))
 
 
 def test_sparse_onehot_float32_matches_dense_to_1e5():

@@ -53,15 +53,9 @@ def _build_pretrained_frames() -> None:
 
     if not pretrained_available():
         return
-    old = os.environ.get("VHAKIT_DATA_DIR")
-    os.environ["VHAKIT_DATA_DIR"] = str(REPO / "data")
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VHAKIT_DATA_DIR", str(REPO / "data"))
         card_frames(read_card())
-    finally:
-        if old is None:
-            os.environ.pop("VHAKIT_DATA_DIR", None)
-        else:
-            os.environ["VHAKIT_DATA_DIR"] = old
 
 
 @pytest.fixture(scope="module")
