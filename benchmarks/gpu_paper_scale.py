@@ -27,6 +27,7 @@ samples/s (median step), peak GPU memory (``max_memory_allocated``), and the pro
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import signal
@@ -54,9 +55,10 @@ EPOCH_SAMPLES = {"vha": 1_500_000 + 159_000, "bcp": 159_000}
 IMAGE_PX = {"paper": 384, "teaching": 128, "tiny": 64}  # the data presets' image sizes
 
 
-def vha_case(preset: str, batch: int, device: torch.device):
-    """(model, task, batch dict) of the VHA preset on a synthetic batch."""
-    cfg = vha_configs(preset)
+def vha_case(preset: str, batch: int, device: torch.device, vha_set: dict | None = None):
+    """(model, task, batch dict) of the VHA preset (with ``vha_set`` overrides) on a synthetic
+    batch."""
+    cfg = vha_configs(preset, **(vha_set or {}))
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     pelvis = (torch.rand(batch, 3, generator=g) - 0.5) * 0.2
@@ -65,13 +67,14 @@ def vha_case(preset: str, batch: int, device: torch.device):
     return VHA(cfg.model).to(device), VHATask(cfg.task), {k: v.to(device) for k, v in data.items()}
 
 
-def bcp_case(preset: str, batch: int, device: torch.device):
-    """(model, task, batch dict) of the BCP preset: 4 views of IMAGE_PX[preset]^2 pixels."""
+def bcp_case(preset: str, batch: int, device: torch.device, vha_set: dict | None = None):
+    """(model, task, batch dict) of the BCP preset: 4 views of IMAGE_PX[preset]^2 pixels (the
+    VHA it mirrors built with ``vha_set`` overrides)."""
     from vhakit.config import bcp_configs
     from vhakit.models.bcp import BodyCodePredictor
     from vhakit.train_bcp import BCPTask
 
-    cfg, vha_cfg = bcp_configs(preset), vha_configs(preset).model
+    cfg, vha_cfg = bcp_configs(preset), vha_configs(preset, **(vha_set or {})).model
     torch.manual_seed(0)
     model = BodyCodePredictor(cfg.model, vha_cfg).init_from_vha(VHA(vha_cfg))
     g, px, views = torch.Generator().manual_seed(0), IMAGE_PX[preset], 4
@@ -90,13 +93,15 @@ def bcp_case(preset: str, batch: int, device: torch.device):
 
 def run_case(model_name: str, preset: str, batch: int, device: torch.device, *, bf16: bool,
              channels_last: bool, compile_: bool = False, cudnn_benchmark: bool = False,
-             max_steps: int = 10, max_s: float = 8.0, compile_limit_s: float = 90.0) -> dict:
+             max_steps: int = 10, max_s: float = 8.0, compile_limit_s: float = 90.0,
+             vha_set: dict | None = None) -> dict:
     """Build the case, warm up (compiling if asked), time up to ``max_steps`` steps or
     ``max_s`` seconds (at least 2); samples/s, peak memory."""
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.backends.cudnn.benchmark = cudnn_benchmark
-    model, task, data = (vha_case if model_name == "vha" else bcp_case)(preset, batch, device)
+    model, task, data = (vha_case if model_name == "vha" else bcp_case)(preset, batch, device,
+                                                                          vha_set)
     if channels_last:
         model.to(memory_format=torch.channels_last_3d)
     model.train()
@@ -136,6 +141,7 @@ def run_case(model_name: str, preset: str, batch: int, device: torch.device, *, 
     med = statistics.median(times)
     out = {"model": model_name, "preset": preset, "batch": batch, "bf16": bf16,
            "channels_last": channels_last, "compile": compile_, "cudnn_benchmark": cudnn_benchmark,
+           "vha_set": dict(vha_set or {}),
            "steps": len(times), "step_s": med, "samples_per_s": batch / med,
            "first_step_s": first}
     if not compile_:  # FLOPs of one step (convolutions and matrix products, fwd + bwd)
@@ -166,10 +172,11 @@ def case_alarm(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def compile_in_child(args, model_name: str, timeout_s: float) -> dict:
+def compile_in_child(args, model_name: str, timeout_s: float, variant: list[str] | None = None) -> dict:
     """Run one compiled case in a child process (a stuck compile cannot hold this one)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", model_name,
            "--compile-limit-s", str(args.compile_limit_s)] + (["--smoke"] if args.smoke else [])
+    cmd += ["--variant", *variant] if variant else []
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -178,6 +185,20 @@ def compile_in_child(args, model_name: str, timeout_s: float) -> dict:
         if line.startswith("CHILD_RESULT "):
             return json.loads(line[len("CHILD_RESULT "):])
     return {"error": f"child exited {res.returncode}: {(res.stderr or res.stdout)[-400:]}"}
+
+
+def parse_sets(items: list[str] | None) -> dict:
+    """``["stem_stride=2", "head_channels=16"]`` -> ``{"stem_stride": 2, "head_channels": 16}``."""
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--variant takes KEY=VALUE items (VHAConfig fields), got {item!r}")
+        try:
+            out[key] = ast.literal_eval(val)
+        except (ValueError, SyntaxError):
+            out[key] = val
+    return out
 
 
 def plan(args) -> tuple[str, torch.device, dict[str, int], list[tuple[str, dict]]]:
@@ -194,6 +215,12 @@ def plan(args) -> tuple[str, torch.device, dict[str, int], list[tuple[str, dict]
              ("bcp", dict(bf16=True, channels_last=False))]
     if args.smoke:
         cases = [cases[0], cases[3], cases[5], cases[6]]
+    if args.skip_fp32:
+        cases = [c for c in cases if c[1]["bf16"]]
+    variant = parse_sets(args.variant)
+    if variant:  # the same model with VHAConfig overrides, eager bf16 (compiled ones come later)
+        cases += [("vha", dict(bf16=True, channels_last=True, vha_set=variant)),
+                  ("bcp", dict(bf16=True, channels_last=False, vha_set=variant))]
     return preset, device, batches, cases
 
 
@@ -201,19 +228,23 @@ def label(r: dict) -> str:
     parts = ["bf16" if r.get("bf16") else "fp32"]
     parts += ["channels_last_3d"] * bool(r.get("channels_last")) + ["compile"] * bool(r.get("compile"))
     parts += ["cudnn.benchmark"] * bool(r.get("cudnn_benchmark"))
+    parts += [f"{k}={v}" for k, v in (r.get("vha_set") or {}).items()]
     return f"{r['model']} " + " + ".join(parts)
 
 
 def summarise(rows: list[dict], info: dict) -> dict:
     proj = {}
-    for name in ("vha", "bcp"):
-        ok = [r for r in rows if r.get("model") == name and "samples_per_s" in r]
+    variants = {json.dumps(r.get("vha_set") or {}, sort_keys=True) for r in rows}
+    for name, var in [(n, v) for v in sorted(variants) for n in ("vha", "bcp")]:
+        ok = [r for r in rows if r.get("model") == name and "samples_per_s" in r
+              and json.dumps(r.get("vha_set") or {}, sort_keys=True) == var]
         if not ok:
             continue
         best = max(ok, key=lambda r: r["samples_per_s"])
         paper_rate = PAPER_EPOCHS[name] * info["epoch_samples"][name] / (PAPER_DAYS[name] * 86400)
         days = PAPER_EPOCHS[name] * info["epoch_samples"][name] / best["samples_per_s"] / 86400
-        proj[name] = {"best_case": label(best), "samples_per_s": best["samples_per_s"],
+        key = name if var == "{}" else f"{name} {' '.join(f'{k}={v}' for k, v in json.loads(var).items())}"
+        proj[key] = {"best_case": label(best), "samples_per_s": best["samples_per_s"],
                       "epochs": PAPER_EPOCHS[name], "epoch_samples": info["epoch_samples"][name],
                       "projected_days": days, "paper_days": PAPER_DAYS[name],
                       "paper_samples_per_s": paper_rate, "speedup_vs_paper": PAPER_DAYS[name] / days}
@@ -227,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-limit-s", type=float, default=90.0)
     p.add_argument("--case-limit-s", type=float, default=120.0, help="stop an eager case after this")
     p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--skip-fp32", action="store_true", help="only the bf16 cases")
+    p.add_argument("--variant", nargs="*", default=None, metavar="KEY=VALUE",
+                   help="also run the preset with these VHAConfig overrides (e.g. stem_stride=2)")
+    p.add_argument("--no-variant-compile", action="store_true",
+                   help="run the variant eager only")
     p.add_argument("--vha-epoch-samples", type=int, default=EPOCH_SAMPLES["vha"])
     p.add_argument("--bcp-epoch-samples", type=int, default=EPOCH_SAMPLES["bcp"])
     p.add_argument("--json", default=None, help="write the results here (default $OUT/...)")
@@ -239,12 +275,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             r = run_case(args.child, preset, batches[args.child], device, bf16=not args.smoke,
                          channels_last=args.child == "vha", compile_=True,
-                         compile_limit_s=args.compile_limit_s, **steps)
+                         compile_limit_s=args.compile_limit_s,
+                         vha_set=parse_sets(args.variant), **steps)
         except Exception as err:  # noqa: BLE001 - reported to the parent
             r = {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"}
         print("CHILD_RESULT " + json.dumps({"model": args.child, "compile": True,
                                             "bf16": not args.smoke,
-                                            "channels_last": args.child == "vha", **r}))
+                                            "channels_last": args.child == "vha",
+                                            "vha_set": parse_sets(args.variant), **r}))
         return 0
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU machine, or --smoke on CPU", file=sys.stderr)
@@ -279,17 +317,21 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(r)
         print(f"  {label(r):<48} " + (f"{r['samples_per_s']:8.2f} samples/s" if "samples_per_s" in r
                                        else r["error"]), flush=True)
-    if not args.no_compile:
-        for name in ("vha", "bcp"):
-            left = args.budget_s - (time.perf_counter() - t_start)
-            if left < args.compile_limit_s + 20:
-                rows.append({"model": name, "compile": True, "error": "skipped: time budget spent"})
-                continue
-            r = compile_in_child(args, name, timeout_s=min(left, args.compile_limit_s + 90))
-            rows.append(r)
-            print(f"  {label(r):<48} " + (f"{r['samples_per_s']:8.2f} samples/s (compile "
-                                           f"{r['first_step_s']:.0f} s)" if "samples_per_s" in r
-                                           else r["error"]), flush=True)
+    compiled = [] if args.no_compile else [("vha", None), ("bcp", None)]
+    if args.variant and not args.no_compile and not args.no_variant_compile:
+        compiled += [("vha", args.variant), ("bcp", args.variant)]
+    for name, variant in compiled:
+        left = args.budget_s - (time.perf_counter() - t_start)
+        if left < args.compile_limit_s + 20:
+            rows.append({"model": name, "compile": True, "vha_set": parse_sets(variant),
+                         "error": "skipped: time budget spent"})
+            continue
+        r = compile_in_child(args, name, timeout_s=min(left, args.compile_limit_s + 90),
+                             variant=variant)
+        rows.append(r)
+        print(f"  {label(r):<48} " + (f"{r['samples_per_s']:8.2f} samples/s (compile "
+                                       f"{r['first_step_s']:.0f} s)" if "samples_per_s" in r
+                                       else r["error"]), flush=True)
     proj = summarise(rows, info)
     print(f"\n{'case':<50}{'batch':>6}{'samples/s':>11}{'step ms':>9}{'TFLOP/s':>9}{'peak GB':>9}"
           f"{'1st step s':>11}")

@@ -54,3 +54,17 @@ def test_projection_against_hand_computed_numbers():
     assert proj["vha"]["paper_samples_per_s"] == pytest.approx(55 * 1_659_000 / (16 * 86400))
     assert proj["vha"]["speedup_vs_paper"] == pytest.approx(16 / (691_250 / 86400))
     assert proj["vha"]["best_case"] == "vha bf16"
+
+
+def test_a_variant_is_projected_apart_from_the_preset():
+    """--variant stem_stride=2: its rows carry the overrides and get their own projection."""
+    mod = _load()
+    assert mod.parse_sets(["stem_stride=2", "norm=group"]) == {"stem_stride": 2, "norm": "group"}
+    rows = [{"model": "vha", "samples_per_s": 66.0},
+            {"model": "vha", "samples_per_s": 264.0, "vha_set": {"stem_stride": 2}}]
+    proj = mod.summarise(rows, {"epoch_samples": {"vha": 1_659_000, "bcp": 159_000}})
+    assert set(proj) == {"vha", "vha stem_stride=2"}
+    assert proj["vha"]["speedup_vs_paper"] == pytest.approx(66.0 / (55 * 1_659_000 / (16 * 86400)))
+    assert proj["vha stem_stride=2"]["speedup_vs_paper"] == pytest.approx(
+        4 * proj["vha"]["speedup_vs_paper"])
+    assert proj["vha stem_stride=2"]["best_case"] == "vha fp32 + stem_stride=2"

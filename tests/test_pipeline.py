@@ -17,6 +17,29 @@ def test_spec_key_is_stable_and_field_sensitive():
     assert ExperimentSpec(test_splits=["a", "b"]).test_splits == ("a", "b")
 
 
+def test_specs_differing_only_in_test_splits_share_one_trained_model(tmp_path, monkeypatch):
+    """model_key drops test_splits, equals key() for the default splits (models cached before
+    it existed keep their folders), and train_predictor loads that folder instead of training."""
+    from vhakit import pipeline, train_bcp
+
+    table1 = ExperimentSpec(seed=1)  # Table 1's full row / the curve's 100 % point
+    table2 = ExperimentSpec(seed=1, test_splits=("h36m_like", "lightstage_like", "real_mocap"))
+    assert table2.key() != table1.key()
+    assert table2.model_key() == table1.model_key() == table1.key()
+    assert ExperimentSpec(seed=2).model_key() != table1.model_key()
+    assert ExperimentSpec(seed=1, train_fraction=0.3).model_key() != table1.model_key()
+    folder = tmp_path / f"vha_bcp-{table1.key()}-{pipeline.recipe_hash('teaching')}"
+    folder.mkdir()
+    (folder / "done.json").write_text("{}")
+    monkeypatch.setattr(train_bcp, "load_bcp", lambda path, device=None: ("loaded", path))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained although a model for these settings is cached")
+    monkeypatch.setattr(train_bcp, "train_bcp", no_training)
+    model, out = pipeline.train_predictor(table2, tmp_path, pipeline.get_budget("teaching"), False)
+    assert model == ("loaded", folder) and out == folder
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "lmt"}, "method"), ({"train_fraction": 0.0}, "train_fraction"),
     ({"vha_prior": "amass"}, "vha_prior"),

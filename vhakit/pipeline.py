@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +75,14 @@ class ExperimentSpec:
         """A stable 12-hex-digit hash of the fields (the run's cache folder name)."""
         blob = json.dumps(asdict(self), sort_keys=True).encode()
         return hashlib.sha1(blob).hexdigest()[:12]
+
+    def model_key(self) -> str:
+        """:meth:`key` of the trained model: the same for specs that differ only in
+        ``test_splits`` (what is evaluated does not change what is trained), so Table 1's full
+        row, Table 2's in-domain/cross runs and the 100 % point of the data-efficiency curve
+        share one training. It is the key of the spec with the default ``test_splits``, so
+        models cached before it existed are found under their old names."""
+        return replace(self, test_splits=ExperimentSpec.test_splits).key()
 
 
 
@@ -251,7 +259,7 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
     from vhakit.data.datasets import MultiViewDataset
     from vhakit.train_bcp import load_baseline, load_bcp, train_baseline, train_bcp
 
-    out = cache_dir / f"{spec.method}-{spec.key()}-{recipe_hash(spec.preset)}"
+    out = cache_dir / f"{spec.method}-{spec.model_key()}-{recipe_hash(spec.preset)}"
     loader = load_bcp if spec.method == "vha_bcp" else load_baseline
     if (out / "done.json").exists():
         return loader(out, device="cpu"), out
