@@ -17,7 +17,10 @@ sweep writes the committed ``results/``).
 
 Caching: run ``spec`` is stored as ``cache_dir/<spec.key()>/result.json`` (written atomically,
 so an interrupted sweep continues where it stopped and a finished run returns instantly). The
-runner gets the same ``cache_dir`` and reuses what runs share there (data sets, the VHA).
+runner gets the same ``cache_dir`` and reuses what runs share there: data sets, the VHA, and
+trained predictors, which are keyed without the test splits (``ExperimentSpec.model_key``), so
+Table 1's full row, Table 2's in-domain and cross-dataset row with the pool prior and the
+efficiency curve's 100 % point are one training per seed.
 
 Stand-in: while the training pipeline is missing (``run_experiment`` raises
 ``NotImplementedError``), :func:`auto_runner` returns NaN metrics labelled ``stand-in``, so
