@@ -227,27 +227,31 @@ def plan(args) -> tuple[str, torch.device, dict[str, int], list[tuple[str, dict]
 def label(r: dict) -> str:
     parts = ["bf16" if r.get("bf16") else "fp32"]
     parts += ["channels_last_3d"] * bool(r.get("channels_last")) + ["compile"] * bool(r.get("compile"))
-    parts += ["cudnn.benchmark"] * bool(r.get("cudnn_benchmark"))
-    parts += [f"{k}={v}" for k, v in (r.get("vha_set") or {}).items()]
+    parts += ["cudnn.benchmark"] * bool(r.get("cudnn_benchmark")) + variant_tags(r)
     return f"{r['model']} " + " + ".join(parts)
+
+
+def variant_tags(r: dict) -> list[str]:
+    """``["stem_stride=2", ...]``: the row's VHAConfig overrides (empty for the preset itself)."""
+    return [f"{k}={v}" for k, v in sorted((r.get("vha_set") or {}).items())]
 
 
 def summarise(rows: list[dict], info: dict) -> dict:
     proj = {}
-    variants = {json.dumps(r.get("vha_set") or {}, sort_keys=True) for r in rows}
-    for name, var in [(n, v) for v in sorted(variants) for n in ("vha", "bcp")]:
+    variants = sorted({tuple(variant_tags(r)) for r in rows})
+    for name, tags in [(n, t) for t in variants for n in ("vha", "bcp")]:
         ok = [r for r in rows if r.get("model") == name and "samples_per_s" in r
-              and json.dumps(r.get("vha_set") or {}, sort_keys=True) == var]
+              and tuple(variant_tags(r)) == tags]
         if not ok:
             continue
         best = max(ok, key=lambda r: r["samples_per_s"])
         paper_rate = PAPER_EPOCHS[name] * info["epoch_samples"][name] / (PAPER_DAYS[name] * 86400)
         days = PAPER_EPOCHS[name] * info["epoch_samples"][name] / best["samples_per_s"] / 86400
-        key = name if var == "{}" else f"{name} {' '.join(f'{k}={v}' for k, v in json.loads(var).items())}"
-        proj[key] = {"best_case": label(best), "samples_per_s": best["samples_per_s"],
-                      "epochs": PAPER_EPOCHS[name], "epoch_samples": info["epoch_samples"][name],
-                      "projected_days": days, "paper_days": PAPER_DAYS[name],
-                      "paper_samples_per_s": paper_rate, "speedup_vs_paper": PAPER_DAYS[name] / days}
+        proj[" ".join((name, *tags))] = {
+            "best_case": label(best), "samples_per_s": best["samples_per_s"],
+            "epochs": PAPER_EPOCHS[name], "epoch_samples": info["epoch_samples"][name],
+            "projected_days": days, "paper_days": PAPER_DAYS[name],
+            "paper_samples_per_s": paper_rate, "speedup_vs_paper": PAPER_DAYS[name] / days}
     return proj
 
 
@@ -272,17 +276,17 @@ def main(argv: list[str] | None = None) -> int:
     preset, device, batches, cases = plan(args)
     steps = dict(max_steps=1, max_s=0.0) if args.smoke else {}
     if args.child:  # one compiled case, result on stdout
+        variant = parse_sets(args.variant)
         try:
             r = run_case(args.child, preset, batches[args.child], device, bf16=not args.smoke,
                          channels_last=args.child == "vha", compile_=True,
-                         compile_limit_s=args.compile_limit_s,
-                         vha_set=parse_sets(args.variant), **steps)
+                         compile_limit_s=args.compile_limit_s, vha_set=variant, **steps)
         except Exception as err:  # noqa: BLE001 - reported to the parent
             r = {"error": f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"}
         print("CHILD_RESULT " + json.dumps({"model": args.child, "compile": True,
                                             "bf16": not args.smoke,
                                             "channels_last": args.child == "vha",
-                                            "vha_set": parse_sets(args.variant), **r}))
+                                            "vha_set": variant, **r}))
         return 0
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: run on a GPU machine, or --smoke on CPU", file=sys.stderr)

@@ -1,11 +1,12 @@
 """The CUDA path against the CPU one (skipped without a GPU; run on a GPU machine with
-``python -m pytest tests/test_cuda.py``): the sparse stem in both forms, the soft-argmax, and a
-training step of the VHA and the BCP give the CPU's numbers."""
+``python -m pytest tests/test_cuda.py``): the sparse stem in both forms, the soft-argmax and a
+VHA training step give the CPU's numbers."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_blocks import dense_volume
 
 from vhakit.heatmaps import Cuboid, soft_argmax
 from vhakit.models.blocks import sparse_conv3d
@@ -16,30 +17,25 @@ CUDA = torch.device("cuda")
 
 @pytest.mark.parametrize("method,side", [("entries", 1), ("window", 3), ("auto", 3)])
 def test_sparse_conv3d_on_cuda_matches_conv3d(method, side):
-    """float64 on the GPU: the sparse convolution of splats against F.conv3d of the dense
-    volume, values and gradients (the CPU twin is in test_blocks.py)."""
+    """float64: the sparse convolution of splats on the GPU against F.conv3d of the loop-built
+    dense volume on the CPU (test_blocks.dense_volume), values and gradients."""
     g = torch.Generator().manual_seed(side)
     B, N, C, grid, k = 2, 7, 5, (12, 10, 9), 7
     lo = torch.stack([torch.randint(0, n - side + 1, (B, N), generator=g) for n in grid], -1)
     lo[0, 0] = 0
     lo[1, 1] = torch.tensor(grid) - side
-    idx = (lo[:, :, None] + torch.randint(0, side, (B, N, side ** 3, 3), generator=g)).to(CUDA)
-    vals = torch.rand(B, N, side ** 3, generator=g, dtype=torch.float64).to(CUDA).requires_grad_()
-    W = torch.randn(C, N, k, k, k, generator=g, dtype=torch.float64).to(CUDA).requires_grad_()
-    dense = torch.zeros(B, N, *grid, dtype=torch.float64, device=CUDA)
-    b_i, n_i = torch.meshgrid(torch.arange(B, device=CUDA), torch.arange(N, device=CUDA),
-                              indexing="ij")
-    P = idx.shape[2]
-    dense = dense.index_put((b_i[..., None].expand(B, N, P), n_i[..., None].expand(B, N, P),
-                             idx[..., 0], idx[..., 1], idx[..., 2]), vals, accumulate=True)
-    ref = F.conv3d(dense, W, stride=2, padding=3)
-    out = sparse_conv3d(idx, W, grid, vals, stride=2, padding=3, method=method)
+    idx = lo[:, :, None] + torch.randint(0, side, (B, N, side ** 3, 3), generator=g)
+    vals = torch.rand(B, N, side ** 3, generator=g, dtype=torch.float64).requires_grad_()
+    W = torch.randn(C, N, k, k, k, generator=g, dtype=torch.float64).requires_grad_()
+    ref = F.conv3d(dense_volume(idx, vals, grid), W, stride=2, padding=3)
+    go = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    g_ref = torch.autograd.grad(ref, (W, vals), go)
+    W_gpu, vals_gpu = (t.detach().to(CUDA).requires_grad_() for t in (W, vals))
+    out = sparse_conv3d(idx.to(CUDA), W_gpu, grid, vals_gpu, stride=2, padding=3, method=method)
     assert out.is_cuda
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-10)
-    go = torch.randn_like(ref)
-    for a, b in zip(torch.autograd.grad(out, (W, vals), go), torch.autograd.grad(ref, (W, vals), go),
-                    strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-9)
+    torch.testing.assert_close(out.cpu(), ref, rtol=0, atol=1e-10)
+    for a, b in zip(torch.autograd.grad(out, (W_gpu, vals_gpu), go.to(CUDA)), g_ref, strict=True):
+        torch.testing.assert_close(a.cpu(), b, rtol=0, atol=1e-9)
 
 
 def test_soft_argmax_on_cuda_matches_cpu_and_autocast_gives_float32():
@@ -58,8 +54,8 @@ def test_soft_argmax_on_cuda_matches_cpu_and_autocast_gives_float32():
 
 def test_vha_training_step_on_cuda_matches_cpu():
     """The tiny VHA (Gaussian input: the window form of the stem) and the paper-style
-    one-hot stem at stride 1: loss and gradients on CUDA (fp32) equal the CPU's; a bf16
-    autocast step runs and its loss is close."""
+    one-hot stem at stride 1: loss and gradients of the float64 model on CUDA equal the CPU's;
+    a float32 step under bf16 autocast runs and its loss is close."""
     from vhakit.config import vha_configs
     from vhakit.models.vha import VHA
     from vhakit.train import StepContext, VHATask
