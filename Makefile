@@ -25,6 +25,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/vhakit build-kernels --allow-failure
 	@echo "$(TORCH) [$(EXTRAS)]" > $(STAMP)
 
 setup: $(STAMP)

@@ -4,6 +4,8 @@ Cases, for B=10 items x N=108 vertices and each grid size G:
   encode_onehot         vs  nearest voxel centre by cdist against a materialised centre grid
   soft_argmax fwd       vs  softmax + einsum("bnxyz,bxyzc->bnc") with a materialised grid
   soft_argmax fwd+bwd   vs  the same, plus backward of coords.sum()
+On the CPU, soft_argmax's default is the compiled kernel (vhakit/kernels.py) when it builds; the
+"pure-torch" rows time fused=False against the same naive version.
 
 Both versions of a case run in the same process, one after the other, so the ratios compare like
 with like. Memory is the peak *extra* memory of one call (inputs excluded, everything the call
@@ -102,6 +104,9 @@ def make_cases(G: int, B: int, N: int, device: torch.device):
     logits = torch.randn(B, N, G, G, G, generator=gen).to(device)
     leaf = logits.clone().requires_grad_()
 
+    def unfused(x, c):
+        return soft_argmax(x, c, fused=False)
+
     def fwd_bwd(f):
         def run():
             leaf.grad = None
@@ -114,7 +119,11 @@ def make_cases(G: int, B: int, N: int, device: torch.device):
         ("soft_argmax fwd", lambda: naive_soft_argmax(logits, cuboid),
          lambda: soft_argmax(logits, cuboid)),
         ("soft_argmax fwd+bwd", fwd_bwd(naive_soft_argmax), fwd_bwd(soft_argmax)),
-    ], (verts, logits, cuboid)
+    ] + ([  # the pure-torch path too, where the default is the compiled kernel (float32 CPU)
+        ("  pure-torch fwd", lambda: naive_soft_argmax(logits, cuboid),
+         lambda: soft_argmax(logits, cuboid, fused=False)),
+        ("  pure-torch fwd+bwd", fwd_bwd(naive_soft_argmax), fwd_bwd(unfused)),
+    ] if device.type == "cpu" else []), (verts, logits, cuboid)
 
 
 def check_agreement(verts, logits, cuboid) -> tuple[float, float]:

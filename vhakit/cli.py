@@ -31,6 +31,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
             found[gender] = find_smpl_file(args.smpl_dir, gender)
         except FileNotFoundError:
             pass
+    from vhakit.kernels import kernel_status
+
+    print(f"  CPU kernel   {kernel_status()}")
     if found:
         print("  licensed SMPL found: " + ", ".join(str(p) for p in found.values()))
     else:
@@ -39,6 +42,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
               "register at https://smpl.is.tue.mpg.de, download the model files and set "
               "VHAKIT_SMPL_DIR to the folder holding SMPL_NEUTRAL.pkl.")
     return 0
+
+
+def _cmd_build_kernels(args: argparse.Namespace) -> int:
+    from vhakit.kernels import build_kernels
+
+    report = build_kernels(verbose=args.verbose)
+    if report["ok"]:
+        print(f"fused CPU soft-argmax kernel ready ({report['capability']}, "
+              f"{report['seconds']:.1f} s)")
+        return 0
+    print(f"fused CPU soft-argmax kernel NOT built: {report['error']}\nThe kit still works: it "
+          "uses the pure-torch soft-argmax (same results, slower). Install a C++ compiler "
+          "(Debian: apt install g++) and rerun, or --verbose for the build log.", file=sys.stderr)
+    return 0 if args.allow_failure else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -175,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="versions, device, body model, licensed SMPL files")
     p.add_argument("--smpl-dir", default=None, help="folder with SMPL_{NEUTRAL,MALE,FEMALE}.pkl")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("build-kernels", help="compile the optional fused CPU soft-argmax kernel",
+                       description="Compile (or load from the cache) vhakit's fused CPU "
+                       "soft-argmax kernel now, instead of on first use (~40 s once per machine).")
+    p.add_argument("--verbose", action="store_true", help="show the compiler's output")
+    p.add_argument("--allow-failure", action="store_true",
+                   help="exit 0 when it cannot be built (the kit falls back to pure torch)")
+    p.set_defaults(func=_cmd_build_kernels)
 
     p = sub.add_parser("demo", help="the end-to-end demo; writes figures to runs/demo/")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")

@@ -349,6 +349,46 @@ class _SoftArgmaxVox(torch.autograd.Function):
         return grad, None, None, None
 
 
+def _fused_kernel(logits: torch.Tensor, fused: bool | None):
+    """The compiled kernel module to use for ``logits``, or None for the pure-torch path."""
+    if fused is False:
+        return None
+    eligible = logits.device.type == "cpu" and logits.dtype == torch.float32
+    if fused is None and not eligible:
+        return None
+    if not eligible:
+        raise ValueError(f"fused=True needs float32 CPU logits, got {logits.dtype} on "
+                         f"{logits.device}; pass fused=None to choose automatically")
+    from . import kernels  # deferred: torch.utils.cpp_extension is slow to import
+
+    module = kernels.soft_argmax_cpu()
+    if module is None and fused:
+        raise RuntimeError("fused=True but the compiled CPU soft-argmax kernel is unavailable "
+                           "(VHAKIT_CPU_KERNELS=off, or it failed to build: run `vhakit "
+                           "build-kernels --verbose`)")
+    return module
+
+
+class _SoftArgmaxFused(torch.autograd.Function):
+    """:class:`_SoftArgmaxVox` through the compiled kernel (float32 CPU): the forward reads each
+    heatmap twice and writes ``(R, 3)`` offsets and ``(R,)`` log-sum-exps; the backward reads the
+    logits once and writes the gradient once."""
+
+    @staticmethod
+    def forward(ctx, x, beta, kernel):  # x: (R, Gx, Gy, Gz) float32
+        x = x.contiguous()
+        out, lse = kernel.forward(x, beta)  # (R, 3) voxels, (R,)
+        ctx.save_for_backward(x, out, lse)
+        ctx.beta, ctx.kernel = beta, kernel
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # grad_out: (R, 3)
+        x, out, lse = ctx.saved_tensors
+        return ctx.kernel.backward(x, ctx.beta, out, lse, grad_out.contiguous()), None, None
+
+
 def expected_coordinates(heatmaps: torch.Tensor, cuboid: Cuboid) -> torch.Tensor:
     """Centre of mass ``sum_g h_g X_g / sum_g h_g`` of non-negative heatmaps, in metres.
 
@@ -381,7 +421,8 @@ def _check_logits(x: torch.Tensor, cuboid: Cuboid, name: str) -> tuple[int, int]
 
 
 def soft_argmax(logits: torch.Tensor, cuboid: Cuboid, beta: float = 1.0,
-                return_probs: bool = False, *, chunk_size: int | None = None):
+                return_probs: bool = False, *, chunk_size: int | None = None,
+                fused: bool | None = None):
     """3D soft-argmax: ``p = softmax(beta * logits)`` over all voxels, then ``sum_g p_g X_g``.
 
     Stable (the max is subtracted) and lean: the expectation uses the 1-D marginals of ``p``, and
@@ -396,6 +437,10 @@ def soft_argmax(logits: torch.Tensor, cuboid: Cuboid, beta: float = 1.0,
             temperature multiply the logits yourself and keep ``beta=1``.
         return_probs: also return ``p`` ``(B, N, Gx, Gy, Gz)`` (materialises it; differentiable).
         chunk_size: heatmaps per chunk; ``None`` picks ~1 M voxels on CPU, ~16 M elsewhere.
+        fused: float32 CPU logits only: ``None`` (default) uses the compiled kernel of
+            :mod:`vhakit.kernels` when it is available (same result to float32 rounding, ~1.5x
+            faster; one pass, no chunks), ``False`` always the pure-torch path, ``True`` requires
+            the kernel (``RuntimeError`` if it cannot be built).
     Returns:
         ``(B, N, 3)`` metres (and ``p`` if asked). Float32 under autocast (computed in float32 with
         autocast disabled), else the logits' dtype (float16/bfloat16 still accumulate in float32).
@@ -411,6 +456,12 @@ def soft_argmax(logits: torch.Tensor, cuboid: Cuboid, beta: float = 1.0,
             probs = torch.softmax(logits.reshape(B, N, -1).to(acc) * beta, dim=-1)
             coords = expected_coordinates(probs.view(logits.shape), cuboid.to(dtype=acc))
             return coords.to(out_dtype), probs.view(logits.shape).to(out_dtype)
+        kernel = _fused_kernel(logits, fused)
+        if kernel is not None:
+            vox = _SoftArgmaxFused.apply(logits.reshape(B * N, *cuboid.resolution), beta, kernel)
+            coords = (cuboid.center.to(vox.dtype)[:, None]
+                      + vox.view(B, N, 3) * cuboid.voxel_size.to(vox.dtype))
+            return coords.to(out_dtype)
         M = math.prod(cuboid.resolution)
         if chunk_size is None:
             chunk_size = max(1, _CHUNK_VOXELS.get(dev, _CHUNK_VOXELS["default"]) // M)
