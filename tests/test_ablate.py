@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -408,3 +409,23 @@ def test_committed_sweep_prefers_teaching_then_tiny(tmp_path):
     (tmp_path / "results" / "table2.json").write_text("{}")
     assert committed_sweep("2", tmp_path) == ("teaching", tmp_path / "results")
     assert committed_sweep("efficiency", tmp_path)[0] == "teaching"
+
+
+def test_reloading_a_sweep_leaves_its_files_untouched(tmp_path):
+    """Re-running a cached sweep (as notebook 08 does with the committed results) must not
+    rewrite its files: only created_utc would change, and that would dirty a checkout."""
+    res = tmp_path / "res"
+    run_sweep("efficiency", "tiny", 1, tmp_path / "cache", res, CountingRunner(), progress=False)
+    files = sorted(res.iterdir())
+    assert {f.suffix for f in files} == {".md", ".csv", ".json", ".png"}
+    before = {f: (f.stat().st_mtime_ns, f.read_bytes()) for f in files}
+    stamp = json.loads((res / "data_efficiency.json").read_text())["created_utc"]
+    for f in files:  # an old stamp, so that a rewrite within the same clock tick is still seen
+        os.utime(f, ns=(1, 1))
+    runner = CountingRunner()
+    load_or_run("efficiency", "tiny", 1, tmp_path / "cache2", res, runner, progress=False)
+    assert runner.calls == []
+    assert all(f.stat().st_mtime_ns == 1 and f.read_bytes() == before[f][1] for f in files)
+    assert json.loads((res / "data_efficiency.json").read_text())["created_utc"] == stamp
+    run_sweep("efficiency", "tiny", 2, tmp_path / "cache", res, CountingRunner(), progress=False)
+    assert all(f.stat().st_mtime_ns != 1 for f in files)  # new results: every file rewritten

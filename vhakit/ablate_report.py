@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 from pathlib import Path
@@ -214,26 +215,45 @@ def _json_payload(result) -> dict:
     })
 
 
+def _same_results(path: Path, payload: dict) -> bool:
+    """True when the JSON at ``path`` holds ``payload`` up to its ``created_utc`` stamp."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    new = json.loads(json.dumps(payload))  # the types the file would hold (tuples -> lists)
+    for d in (old, new):
+        if isinstance(d, dict):
+            d.pop("created_utc", None)
+    return old == new
+
+
 def write_results(result, results_dir: Path) -> dict[str, Path]:
     """Write ``<stem>.md``, ``.csv``, ``.json`` (and ``.png`` for the efficiency curve) into
-    ``results_dir``, each atomically; returns ``{suffix: path}``."""
+    ``results_dir``, each atomically; returns ``{suffix: path}``.
+
+    Files whose JSON already holds the same results (everything but ``created_utc``) are left
+    untouched, so reloading a committed sweep (notebook 08, ``load_or_run``) changes no file.
+    """
     from vhakit.ablate import _write_json_atomic
     from vhakit.ablate_plots import efficiency_figure
 
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     stem = result_stem(result.table)
-    paths = {}
+    suffixes = ["md", "csv", "json"] + (["png"] if result.table == "efficiency" else [])
+    paths = {suffix: results_dir / f"{stem}.{suffix}" for suffix in suffixes}
+    payload = _json_payload(result)
+    if all(p.exists() for p in paths.values()) and _same_results(paths["json"], payload):
+        return paths
     for suffix, text in (("md", result.markdown), ("csv", _csv_text(result))):
         path = results_dir / f"{stem}.{suffix}"
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)
         paths[suffix] = path
-    paths["json"] = results_dir / f"{stem}.json"
-    _write_json_atomic(paths["json"], _json_payload(result))
+    _write_json_atomic(paths["json"], payload)
     if result.table == "efficiency":
-        paths["png"] = results_dir / f"{stem}.png"
         tmp = paths["png"].with_name(f".{stem}.tmp.png")
         efficiency_figure(result).savefig(tmp)
         tmp.replace(paths["png"])
