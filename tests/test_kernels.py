@@ -144,3 +144,25 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
 def test_cli_build_kernels_reports_ready(kernel, capsys):
     assert cli_main(["build-kernels"]) == 0
     assert "kernel ready" in capsys.readouterr().out
+
+
+def test_torch_compile_traces_the_pure_torch_path(kernel):
+    """Under torch.compile the default takes the traceable path (no graph break at the C++ call,
+    no warning) and gives the kernel's values and gradients."""
+    x, cub = _case((4, 5, 18), seed=6)
+    cub32 = cub.to(dtype=torch.float32)
+    w = torch.randn(2, 3, 3)
+
+    def loss(logits):
+        return (soft_argmax(2.0 * logits, cub32) * w).sum()
+
+    eager = x.clone().requires_grad_()
+    loss(eager).backward()
+    torch._dynamo.reset()
+    compiled = x.clone().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. dynamo's "graph break" warning
+        value = torch.compile(loss, fullgraph=True)(compiled)
+    value.backward()
+    assert abs(value.item() - loss(x).item()) <= 1e-5
+    assert (compiled.grad - eager.grad).abs().max() <= 1e-5 * eager.grad.abs().max()

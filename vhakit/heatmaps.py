@@ -349,13 +349,18 @@ class _SoftArgmaxVox(torch.autograd.Function):
         return grad, None, None, None
 
 
+def _compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling())
+
+
 def _fused_kernel(logits: torch.Tensor, fused: bool | None):
     """The compiled kernel module to use for ``logits``, or None for the pure-torch path."""
     if fused is False:
         return None
     eligible = logits.device.type == "cpu" and logits.dtype == torch.float32
-    if fused is None and not eligible:
-        return None
+    if fused is None and (not eligible or _compiling()):
+        return None  # under torch.compile the traceable pure-torch path is fused by inductor
     if not eligible:
         raise ValueError(f"fused=True needs float32 CPU logits, got {logits.dtype} on "
                          f"{logits.device}; pass fused=None to choose automatically")
