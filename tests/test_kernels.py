@@ -166,3 +166,17 @@ def test_torch_compile_traces_the_pure_torch_path(kernel):
     value.backward()
     assert abs(value.item() - loss(x).item()) <= 1e-5
     assert (compiled.grad - eager.grad).abs().max() <= 1e-5 * eager.grad.abs().max()
+
+
+def test_setup_check_reports_the_kernel(monkeypatch):
+    from vhakit.setup_check import check_kernels
+
+    monkeypatch.setenv("VHAKIT_CPU_KERNELS", "off")
+    (check,) = check_kernels()
+    assert check.status == "info" and "off" in check.detail
+    monkeypatch.delenv("VHAKIT_CPU_KERNELS")
+    monkeypatch.setattr(kernels, "_state", {"module": None, "tried": True, "error": "no g++"})
+    (check,) = check_kernels()
+    assert check.status == "warn" and "no g++" in check.detail and "build-kernels" in check.fix
+    monkeypatch.setattr(kernels, "_state", {"module": object(), "tried": True, "error": None})
+    assert check_kernels()[0].status == "ok"

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 
 __all__ = ["Check", "SetupReport", "setup_report", "check_versions", "check_widgets",
-           "check_pyvista", "check_gpu", "check_body_models", "WidgetProbe"]
+           "check_pyvista", "check_gpu", "check_kernels", "check_body_models", "WidgetProbe"]
 
 INSTALL = "make setup   (or: pip install -e '.[notebooks,viz,dev]')"
 
@@ -142,6 +142,19 @@ def check_gpu() -> list[Check]:
                   "https://pytorch.org/get-started/locally/ (not needed for the notebooks)")]
 
 
+def check_kernels() -> list[Check]:
+    """The optional fused CPU soft-argmax (never compiles here: reports only)."""
+    from vhakit import kernels
+
+    detail = kernels.kernel_status()
+    if "loaded" in detail or "built (" in detail:
+        return [Check("CPU kernel", "ok", detail)]
+    if "failed" in detail:
+        return [Check("CPU kernel", "warn", detail, "install a C++ compiler (Debian: apt install "
+                      "g++), then run: vhakit build-kernels --verbose")]
+    return [Check("CPU kernel", "info", detail, "optional: vhakit build-kernels (~40 s once)")]
+
+
 def check_body_models() -> list[Check]:
     out = []
     try:
@@ -201,9 +214,9 @@ class SetupReport(list):
 
 
 def setup_report() -> SetupReport:
-    """Run every check: versions, widgets, pyvista, device, body models."""
+    """Run every check: versions, widgets, pyvista, device, CPU kernel, body models."""
     return SetupReport(check_versions() + check_widgets() + check_pyvista() + check_gpu()
-                       + check_body_models())
+                       + check_kernels() + check_body_models())
 
 
 class WidgetProbe:
