@@ -20,11 +20,15 @@ GRIDS = [(3, 4, 5), (5, 6, 17), (4, 3, 40)]  # 17 = 16 + 1 and 40 = 32 + 8: SIMD
 
 @pytest.fixture(scope="module")
 def kernel():
+    """The built kernel. Skips where the machine cannot build extensions (no compiler, no Python
+    headers: the kit then runs pure torch); fails when the compiler rejects the kernel's source."""
     if kernels.soft_argmax_cpu() is None:
         if shutil.which("c++") is None and shutil.which("g++") is None:
             pytest.skip("no C++ compiler: the kit uses the pure-torch soft-argmax")
-        pytest.fail(f"a C++ compiler is present but the kernel did not build: "
-                    f"{kernels.build_kernels()['error']}")
+        error = kernels.build_kernels()["error"] or ""
+        if "soft_argmax_cpu.cpp" in error:
+            pytest.fail(f"the kernel's source does not compile: {error}")
+        pytest.skip(f"this machine cannot build torch extensions: {error}")
     return kernels.soft_argmax_cpu()
 
 
