@@ -15,7 +15,9 @@ from vhakit.cli import main as cli_main
 from vhakit.heatmaps import Cuboid, soft_argmax
 
 F64 = torch.float64
-GRIDS = [(3, 4, 5), (5, 6, 17), (4, 3, 40)]  # 17 = 16 + 1 and 40 = 32 + 8: SIMD lanes + a tail
+# Gz = 32 and 64: whole SIMD vectors (the kernel's register path, AVX2 and AVX-512); 5, 17 and
+# 40 (= 32 + 8): vectors plus a scalar tail (its general path).
+GRIDS = [(3, 4, 5), (5, 6, 17), (4, 3, 40), (3, 5, 32), (2, 3, 64)]
 
 
 @pytest.fixture(scope="module")

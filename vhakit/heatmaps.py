@@ -444,7 +444,7 @@ def soft_argmax(logits: torch.Tensor, cuboid: Cuboid, beta: float = 1.0,
         chunk_size: heatmaps per chunk; ``None`` picks ~1 M voxels on CPU, ~16 M elsewhere.
         fused: float32 CPU logits only: ``None`` (default) uses the compiled kernel of
             :mod:`vhakit.kernels` when it is available (same result to float32 rounding; forward
-            1.7-1.9x faster at G = 64, no chunks, nothing per voxel stored); ``False`` always the
+            ~2x faster at G = 64, no chunks, nothing per voxel stored); ``False`` always the
             pure-torch path; ``True`` requires the kernel (``RuntimeError`` if it cannot be
             built). ``chunk_size`` does not apply to the kernel.
     Returns:

@@ -44,6 +44,48 @@ float heatmap_max(const float* h, int64_t m) {
   return best;
 }
 
+
+// One x-slab (Gy rows of NV * Vec::size() voxels): exp(b x - m) summed per row (-> my, mx) and per
+// z lane in registers (-> slab_z), for the common case Gz = NV SIMD vectors.
+template <int NV>
+void slab_fixed(const float* slab, int64_t gy, const Vec& vb, const Vec& vnm, double& mx_i,
+                double* my, float* slab_z) {
+  Vec zacc[NV];
+  for (int v = 0; v < NV; ++v) zacc[v] = Vec(0.f);
+  double sx = 0;
+  for (int64_t j = 0; j < gy; ++j) {
+    const float* row = slab + j * NV * Vec::size();
+    Vec vs(0.f);
+    for (int v = 0; v < NV; ++v) {
+      const Vec e = at::vec::fmadd(Vec::loadu(row + v * Vec::size()), vb, vnm).exp_u20();
+      vs = vs + e;
+      zacc[v] = zacc[v] + e;
+    }
+    const double s = at::vec::vec_reduce_all<float>([](Vec& a, Vec& c) { return a + c; }, vs);
+    my[j] += s;
+    sx += s;
+  }
+  mx_i += sx;
+  for (int v = 0; v < NV; ++v) zacc[v].store(slab_z + v * Vec::size());
+}
+
+using SlabFn = void (*)(const float*, int64_t, const Vec&, const Vec&, double&, double*, float*);
+
+SlabFn slab_fn(int64_t gz) {
+  if (gz % Vec::size() != 0) return nullptr;
+  switch (gz / Vec::size()) {
+    case 1: return &slab_fixed<1>;
+    case 2: return &slab_fixed<2>;
+    case 3: return &slab_fixed<3>;
+    case 4: return &slab_fixed<4>;
+    case 5: return &slab_fixed<5>;
+    case 6: return &slab_fixed<6>;
+    case 7: return &slab_fixed<7>;
+    case 8: return &slab_fixed<8>;
+    default: return nullptr;
+  }
+}
+
 }  // namespace
 
 // x: (R, Gx, Gy, Gz) -> [offsets (R, 3) in voxels, lse (R,) = logsumexp(beta x)].
@@ -66,8 +108,14 @@ std::vector<torch::Tensor> soft_argmax_forward(torch::Tensor x, double beta) {
       std::fill(mx.begin(), mx.end(), 0.0);
       std::fill(my.begin(), my.end(), 0.0);
       std::fill(mz.begin(), mz.end(), 0.0);
-      const Vec vb(b), vm(m);
+      const Vec vb(b), vm(m), vnm(-m);
+      const SlabFn fixed = slab_fn(gz);
       for (int64_t i = 0; i < gx; ++i) {
+        if (fixed) {
+          fixed(h + i * gy * gz, gy, vb, vnm, mx[i], my.data(), slab_z.data());
+          for (int64_t k = 0; k < gz; ++k) mz[k] += slab_z[k];
+          continue;
+        }
         std::fill(slab_z.begin(), slab_z.end(), 0.f);  // z-marginal of this x-slab (float32)
         for (int64_t j = 0; j < gy; ++j) {
           const float* row = h + (i * gy + j) * gz;
