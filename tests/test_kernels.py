@@ -3,6 +3,7 @@ the float64 loop reference and the gradchecked pure-torch path; its fallback whe
 built. Grids with an odd last axis exercise the kernel's scalar tail after its SIMD lanes."""
 from __future__ import annotations
 
+import os
 import shutil
 import warnings
 
@@ -186,3 +187,15 @@ def test_setup_check_reports_the_kernel(monkeypatch):
     assert check.status == "warn" and "no g++" in check.detail and "build-kernels" in check.fix
     monkeypatch.setattr(kernels, "_state", {"module": object(), "tried": True, "error": None})
     assert check_kernels()[0].status == "ok"
+
+
+def test_a_killed_builds_lock_is_cleared_only_when_stale(tmp_path):
+    lock = tmp_path / "lock"
+    assert not kernels.clear_stale_lock(tmp_path)  # no lock: nothing to do
+    lock.write_text("")
+    assert not kernels.clear_stale_lock(tmp_path) and lock.exists()  # fresh: a build is running
+    old = lock.stat().st_mtime - kernels.STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.warns(UserWarning, match="stale build lock"):
+        assert kernels.clear_stale_lock(tmp_path)
+    assert not lock.exists()

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["soft_argmax_cpu", "build_kernels", "kernels_enabled", "kernel_status"]
+__all__ = ["soft_argmax_cpu", "build_kernels", "kernels_enabled", "kernel_status",
+           "clear_stale_lock"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "soft_argmax_cpu.cpp"
 _OFF = {"0", "off", "false", "no", "never"}
@@ -38,6 +39,9 @@ _CAPABILITY_FLAGS = {
 }
 _lock = threading.Lock()
 _state: dict = {"module": None, "tried": False, "error": None}
+# torch's build lock (a file) outlives a build whose process was killed (a restarted notebook
+# kernel), and every later load would wait on it forever. A build here takes < 1 min.
+STALE_LOCK_S = 600.0
 
 
 def kernels_enabled() -> bool:
@@ -57,6 +61,9 @@ def _load(verbose: bool = False):
     from torch.utils.cpp_extension import load  # imported here: it pulls in setuptools
 
     cap = _capability()
+    folder = _build_folder(cap)
+    if folder is not None:
+        clear_stale_lock(folder)
     flags = ["-O3", *_CAPABILITY_FLAGS.get(cap, [])]
     ld = []
     if platform.system() == "Linux":  # torch's own OpenMP runtime (libgomp.so.1) serves the kernel
@@ -66,14 +73,40 @@ def _load(verbose: bool = False):
                 extra_cflags=flags, extra_ldflags=ld, verbose=verbose)
 
 
-def _built_before(cap: str) -> bool:
+def _build_folder(cap: str) -> Path | None:
     from torch.utils.cpp_extension import _get_build_directory
 
     try:
-        folder = Path(_get_build_directory(f"vhakit_soft_argmax_{cap.lower()}", verbose=False))
-    except Exception:  # noqa: BLE001 - only used to decide whether to print a notice
+        return Path(_get_build_directory(f"vhakit_soft_argmax_{cap.lower()}", verbose=False))
+    except Exception:  # noqa: BLE001 - a private torch helper: its absence only costs a notice
+        return None
+
+
+def clear_stale_lock(folder: Path, max_age_s: float = STALE_LOCK_S) -> bool:
+    """Remove ``folder/lock`` when it is older than ``max_age_s`` (left by a killed build).
+
+    Returns:
+        True when a stale lock was removed (with a warning).
+    """
+    lock = Path(folder) / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
         return False
-    return any(folder.glob("*.so")) or any(folder.glob("*.pyd"))
+    if age <= max_age_s:
+        return False  # another process may be building right now: torch waits for it
+    try:
+        lock.unlink()
+    except OSError:
+        return False
+    warnings.warn(f"vhakit: removed a stale build lock {lock} ({age / 60:.0f} min old; a build "
+                  f"was interrupted) and rebuilding the CPU kernel", stacklevel=3)
+    return True
+
+
+def _built_before(cap: str) -> bool:
+    folder = _build_folder(cap)
+    return folder is not None and (any(folder.glob("*.so")) or any(folder.glob("*.pyd")))
 
 
 def soft_argmax_cpu():
