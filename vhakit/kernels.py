@@ -105,8 +105,12 @@ def clear_stale_lock(folder: Path, max_age_s: float = STALE_LOCK_S) -> bool:
 
 
 def _built_before(cap: str) -> bool:
+    """True when a build of the current source is cached (a library newer than the source)."""
     folder = _build_folder(cap)
-    return folder is not None and (any(folder.glob("*.so")) or any(folder.glob("*.pyd")))
+    if folder is None:
+        return False
+    libs = [*folder.glob("*.so"), *folder.glob("*.pyd")]
+    return bool(libs) and max(f.stat().st_mtime for f in libs) >= _SOURCE.stat().st_mtime
 
 
 def soft_argmax_cpu():
