@@ -121,7 +121,7 @@ def make_cases(G: int, B: int, N: int, device: torch.device):
         ("soft_argmax fwd+bwd", fwd_bwd(naive_soft_argmax), fwd_bwd(soft_argmax)),
     ] + ([  # the pure-torch path too, where the default is the compiled kernel (float32 CPU)
         ("  pure-torch fwd", lambda: naive_soft_argmax(logits, cuboid),
-         lambda: soft_argmax(logits, cuboid, fused=False)),
+         lambda: unfused(logits, cuboid)),
         ("  pure-torch fwd+bwd", fwd_bwd(naive_soft_argmax), fwd_bwd(unfused)),
     ] if device.type == "cpu" else []), (verts, logits, cuboid)
 

@@ -199,3 +199,17 @@ def test_a_killed_builds_lock_is_cleared_only_when_stale(tmp_path):
     with pytest.warns(UserWarning, match="stale build lock"):
         assert kernels.clear_stale_lock(tmp_path)
     assert not lock.exists()
+
+
+def test_kernel_state_names_each_case(kernel, monkeypatch):
+    monkeypatch.setenv("VHAKIT_CPU_KERNELS", "off")
+    assert kernels.kernel_state()[0] == "off"
+    monkeypatch.delenv("VHAKIT_CPU_KERNELS")
+    assert kernels.kernel_state() == ("loaded", kernels.kernel_status())  # the fixture loaded it
+    monkeypatch.setattr(kernels, "_state", {"module": None, "tried": False, "error": None})
+    assert kernels.kernel_state()[0] == "built"  # cached by the fixture, not loaded here
+    monkeypatch.setattr(kernels, "_build_folder", lambda cap: None)
+    assert kernels.kernel_state()[0] == "absent"
+    monkeypatch.setattr(kernels, "_state", {"module": None, "tried": True, "error": "boom"})
+    assert kernels.kernel_state() == ("failed", kernels.kernel_status())
+    assert "boom" in kernels.kernel_status()

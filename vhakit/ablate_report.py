@@ -247,11 +247,9 @@ def write_results(result, results_dir: Path) -> dict[str, Path]:
     if all(p.exists() for p in paths.values()) and _same_results(paths["json"], payload):
         return paths
     for suffix, text in (("md", result.markdown), ("csv", _csv_text(result))):
-        path = results_dir / f"{stem}.{suffix}"
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = paths[suffix].with_name(f".{paths[suffix].name}.tmp")
         tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-        paths[suffix] = path
+        tmp.replace(paths[suffix])
     _write_json_atomic(paths["json"], payload)
     if result.table == "efficiency":
         tmp = paths["png"].with_name(f".{stem}.tmp.png")

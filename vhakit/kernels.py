@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["soft_argmax_cpu", "build_kernels", "kernels_enabled", "kernel_status",
-           "clear_stale_lock"]
+__all__ = ["soft_argmax_cpu", "build_kernels", "kernels_enabled", "kernel_state",
+           "kernel_status", "clear_stale_lock"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "soft_argmax_cpu.cpp"
 _OFF = {"0", "off", "false", "no", "never"}
@@ -69,15 +69,20 @@ def _load(verbose: bool = False):
     if platform.system() == "Linux":  # torch's own OpenMP runtime (libgomp.so.1) serves the kernel
         flags.append("-fopenmp")
         ld.append("-fopenmp")
-    return load(name=f"vhakit_soft_argmax_{cap.lower()}", sources=[str(_SOURCE)],
-                extra_cflags=flags, extra_ldflags=ld, verbose=verbose)
+    return load(name=_name(cap), sources=[str(_SOURCE)], extra_cflags=flags, extra_ldflags=ld,
+                verbose=verbose)
+
+
+def _name(cap: str) -> str:
+    """The extension's name (and build folder) for a CPU capability level."""
+    return f"vhakit_soft_argmax_{cap.lower()}"
 
 
 def _build_folder(cap: str) -> Path | None:
     from torch.utils.cpp_extension import _get_build_directory
 
     try:
-        return Path(_get_build_directory(f"vhakit_soft_argmax_{cap.lower()}", verbose=False))
+        return Path(_get_build_directory(_name(cap), verbose=False))
     except Exception:  # noqa: BLE001 - a private torch helper: its absence only costs a notice
         return None
 
@@ -163,13 +168,21 @@ def build_kernels(verbose: bool = False) -> dict:
             "seconds": time.perf_counter() - t0, "error": error}
 
 
-def kernel_status() -> str:
-    """One line for ``vhakit info``: off, built (cached), failed, or not built yet."""
+def kernel_state() -> tuple[str, str]:
+    """``(state, line)``: state is ``off``, ``loaded``, ``failed``, ``built`` (cached, not loaded
+    in this process) or ``absent``; line is what ``vhakit info`` prints. Never compiles."""
     if not kernels_enabled():
-        return "fused soft-argmax off (VHAKIT_CPU_KERNELS=off): pure torch"
+        return "off", "fused soft-argmax off (VHAKIT_CPU_KERNELS=off): pure torch"
     if _state["tried"]:
-        return ("fused soft-argmax loaded" if _state["module"] is not None
-                else f"fused soft-argmax failed to build ({_state['error']}): pure torch")
-    if _built_before(_capability()):
-        return f"fused soft-argmax built ({_capability()}, cached)"
-    return "fused soft-argmax not built yet (built on first use, or `vhakit build-kernels`)"
+        if _state["module"] is not None:
+            return "loaded", "fused soft-argmax loaded"
+        return "failed", f"fused soft-argmax failed to build ({_state['error']}): pure torch"
+    cap = _capability()
+    if _built_before(cap):
+        return "built", f"fused soft-argmax built ({cap}, cached)"
+    return "absent", "fused soft-argmax not built yet (built on first use, or `vhakit build-kernels`)"
+
+
+def kernel_status() -> str:
+    """One line for ``vhakit info``: off, loaded, built (cached), failed, or not built yet."""
+    return kernel_state()[1]

@@ -146,10 +146,10 @@ def check_kernels() -> list[Check]:
     """The optional fused CPU soft-argmax (never compiles here: reports only)."""
     from vhakit import kernels
 
-    detail = kernels.kernel_status()
-    if "loaded" in detail or "built (" in detail:
+    state, detail = kernels.kernel_state()
+    if state in ("loaded", "built"):
         return [Check("CPU kernel", "ok", detail)]
-    if "failed" in detail:
+    if state == "failed":
         return [Check("CPU kernel", "warn", detail, "install a C++ compiler (Debian: apt install "
                       "g++), then run: vhakit build-kernels --verbose")]
     return [Check("CPU kernel", "info", detail, "optional: vhakit build-kernels (~40 s once)")]

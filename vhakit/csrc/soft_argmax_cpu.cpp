@@ -44,7 +44,6 @@ float heatmap_max(const float* h, int64_t m) {
   return best;
 }
 
-
 // One x-slab (Gy rows of NV * Vec::size() voxels): exp(b x - m) summed per row (-> my, mx) and per
 // z lane in registers (-> slab_z), for the common case Gz = NV SIMD vectors.
 template <int NV>
@@ -99,6 +98,7 @@ std::vector<torch::Tensor> soft_argmax_forward(torch::Tensor x, double beta) {
   float* po = out.data_ptr<float>();
   float* pl = lse.data_ptr<float>();
   const float b = static_cast<float>(beta);
+  const SlabFn fixed = slab_fn(gz);  // the register path when Gz is whole SIMD vectors
   at::parallel_for(0, R, 1, [&](int64_t r0, int64_t r1) {
     std::vector<float> slab_z(gz);
     std::vector<double> mx(gx), my(gy), mz(gz);
@@ -109,7 +109,6 @@ std::vector<torch::Tensor> soft_argmax_forward(torch::Tensor x, double beta) {
       std::fill(my.begin(), my.end(), 0.0);
       std::fill(mz.begin(), mz.end(), 0.0);
       const Vec vb(b), vm(m), vnm(-m);
-      const SlabFn fixed = slab_fn(gz);
       for (int64_t i = 0; i < gx; ++i) {
         if (fixed) {
           fixed(h + i * gy * gz, gy, vb, vnm, mx[i], my.data(), slab_z.data());
