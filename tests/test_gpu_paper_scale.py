@@ -68,3 +68,31 @@ def test_a_variant_is_projected_apart_from_the_preset():
     assert proj["vha stem_stride=2"]["speedup_vs_paper"] == pytest.approx(
         4 * proj["vha"]["speedup_vs_paper"])
     assert proj["vha stem_stride=2"]["best_case"] == "vha fp32 + stem_stride=2"
+
+
+def test_trainer_script_smoke_runs_the_real_trainer(tmp_path, monkeypatch, open_body):
+    """``benchmarks/gpu_trainer.py --smoke``: the tiny preset through ``train_vha`` on a mesh
+    folder, both compile settings (``auto`` is eager on the CPU), one JSON row each."""
+    torch = pytest.importorskip("torch")
+    from vhakit.data.build import build_dataset
+
+    data = build_dataset("tiny", "prior_pool", "train", tmp_path / "pool", max_frames=24,
+                         body=open_body, progress=False)
+    spec = importlib.util.spec_from_file_location("gpu_trainer", SCRIPT.with_name("gpu_trainer.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setenv("OUT", str(tmp_path))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert mod.main(["--smoke", "--data", str(data)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    rows = json.loads((tmp_path / "gpu_trainer.json").read_text())["rows"]
+    assert [r["compile"] for r in rows] == ["off", "auto"]
+    for r in rows:
+        assert r["steps"] == 6 and len(r["windows"]) == 3 and r["samples_per_s"] > 0
+        assert r["projected_days_55_epochs"] == pytest.approx(
+            55 * 1_659_000 / r["samples_per_s"] / 86400)
+    assert rows[0]["final_loss"] == pytest.approx(rows[1]["final_loss"], rel=1e-6)  # both eager
+    assert mod.main(["--smoke", "--data", str(tmp_path / "missing")]) == 2

@@ -40,6 +40,7 @@ __all__ = ["VHAConfig", "VHATaskConfig", "TrainConfig", "VHARunConfig", "PRESETS
            "get_preset", "build_configs", "vha_configs", "config_dict"]
 
 AUTOCAST_MODES = ("off", "bf16", "auto")
+COMPILE_MODES = ("off", "on", "auto")
 NORMS = ("batch", "group", "none")  # as vhakit.models.blocks.NORMS (this module imports no torch)
 INPUT_ENCODINGS = ("onehot", "trilinear", "gaussian")
 LR_SCHEDULES = ("constant", "cosine")
@@ -148,6 +149,11 @@ class TrainConfig:
     # (docs/performance.md) the VHA step is 1.15-1.6x faster on CPU without it (ReLU and GroupNorm
     # backward are slow in that layout) and no faster on an H100 (60.1 vs 59.1 samples/s).
     channels_last: bool = False
+    # torch.compile the training forward (and backward): "off", "on", or "auto" (CUDA only).
+    # Measured (docs/performance.md): on an H100 / H200 the paper VHA step is 1.4-1.5x and the
+    # paper BCP step 1.15-1.3x faster after about a minute of compiling; on 2 CPU cores compiling
+    # takes 80-130 s for 1.1x, so "auto" leaves CPUs eager. The paper presets use "auto".
+    compile: str = "off"
     deterministic: bool = False  # torch.use_deterministic_algorithms(True)
     grad_clip: float = 0.0  # max gradient norm (0: off)
     log_every: int = 10  # steps between train log rows
@@ -163,6 +169,7 @@ class TrainConfig:
                      "grad_clip", "warmup_steps"):
             _check_positive(getattr(self, name), name, allow_zero=True)
         _check_choice(self.autocast, "autocast", AUTOCAST_MODES)
+        _check_choice(self.compile, "compile", COMPILE_MODES)
         _check_choice(self.lr_schedule, "lr_schedule", LR_SCHEDULES)
 
 
@@ -203,7 +210,7 @@ PRESETS: dict[str, dict[str, dict[str, dict]]] = {
                       "front_blocks": 3, "refine_blocks": 2, "norm": "batch"},
             "task": {"rotate": False, "jitter_m": 0.0},  # "No augmentation" (Sec. 3.1)
             "train": {"lr": 1e-3, "batch_size": 10, "epochs": 55, "autocast": "auto",
-                      "save_every": 500, "log_every": 50},
+                      "compile": "auto", "save_every": 500, "log_every": 50},
         },
     },
 }
@@ -429,7 +436,8 @@ _MULTIVIEW_PRESETS: dict[str, dict[str, dict[str, dict]]] = {
                       "visibility_channels": (32, 64, 128, 256), "norm2d": "batch"},
             "task": {"jitter_m": 0.0},
             "train": {"lr": 1e-4, "batch_size": 3, "epochs": 20, "autocast": "auto",
-                      "save_every": 500, "log_every": 50, "channels_last": False},
+                      "compile": "auto", "save_every": 500, "log_every": 50,
+                      "channels_last": False},
         },
         "baseline": {
             "model": {"backbone_channels": (64, 128, 256), "feature_channels": 32,
@@ -438,7 +446,8 @@ _MULTIVIEW_PRESETS: dict[str, dict[str, dict[str, dict]]] = {
                       "beta": 1.0, "head_init_scale": 1.0},
             "task": {"jitter_m": 0.0},
             "train": {"lr": 1e-4, "batch_size": 3, "epochs": 20, "autocast": "auto",
-                      "save_every": 500, "log_every": 50, "channels_last": False},
+                      "compile": "auto", "save_every": 500, "log_every": 50,
+                      "channels_last": False},
         },
     },
 }

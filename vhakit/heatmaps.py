@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from vhakit.runtime import compiling as _compiling
+
 __all__ = ["Cuboid", "voxel_index", "encode_onehot", "encode_gaussian", "encode_trilinear",
            "soft_argmax", "expected_coordinates", "SoftArgmax3d"]
 
@@ -74,7 +76,9 @@ class Cuboid:
         if self.center.dim() != 2 or self.center.shape[-1] != 3:
             raise ValueError(f"center must have shape (B, 3), got {tuple(self.center.shape)}; "
                              "for a single cuboid pass center[None]")
-        if not bool(torch.isfinite(self.center).all()):
+        # (skipped under torch.compile, where it would break the graph and sync the GPU; the
+        # trainer stops on a non-finite loss instead)
+        if not _compiling() and not bool(torch.isfinite(self.center).all()):
             raise ValueError("center contains NaN or inf; check the pelvis estimate")
         object.__setattr__(self, "side", _positive(self.side, "side"))
         res = self.resolution
@@ -162,7 +166,7 @@ def _grid_coords(vertices: torch.Tensor, cuboid: Cuboid, outside: str) -> torch.
         raise TypeError(f"cuboid must be a vhakit.heatmaps.Cuboid, got {type(cuboid).__name__}")
     cuboid._check_points(vertices, "vertices")
     u = cuboid.voxel_coords(vertices)
-    if not bool(torch.isfinite(vertices).all()):
+    if not _compiling() and not bool(torch.isfinite(vertices).all()):  # (see Cuboid)
         raise ValueError("vertices contain NaN or inf")
     G = torch.tensor(cuboid.resolution, dtype=u.dtype, device=u.device)
     if outside == "clamp":
@@ -196,7 +200,9 @@ def voxel_index(vertices: torch.Tensor, cuboid: Cuboid, outside: str = "error") 
     u = _grid_coords(vertices, cuboid, outside)
     idx = u.detach().floor().long()
     top = torch.tensor(cuboid.resolution, device=idx.device) - 1
-    return torch.minimum(idx, top)  # only u == G (clamped onto the upper face) needs this
+    # only u == G (clamped onto the upper face) needs the minimum; the clamp keeps NaN vertices
+    # (unchecked under torch.compile) inside the grid
+    return torch.minimum(idx.clamp(min=0), top)
 
 
 def _flat_index(ix: torch.Tensor, iy: torch.Tensor, iz: torch.Tensor, res) -> torch.Tensor:
@@ -347,11 +353,6 @@ class _SoftArgmaxVox(torch.autograd.Function):
                 else:
                     grad[sl] = factor.mul_(p)
         return grad, None, None, None
-
-
-def _compiling() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling and is_compiling())
 
 
 def _fused_kernel(logits: torch.Tensor, fused: bool | None):

@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-__all__ = ["default_device", "fast_mode", "versions"]
+__all__ = ["default_device", "fast_mode", "versions", "compiling"]
 
 
 def default_device(prefer: str | None = None) -> torch.device:
@@ -24,6 +24,13 @@ def default_device(prefer: str | None = None) -> torch.device:
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def compiling() -> bool:
+    """True while ``torch.compile`` traces the calling code: data-dependent input checks (a
+    ``bool(tensor)`` that would break the graph and sync the GPU) are skipped then."""
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling and is_compiling())
 
 
 def fast_mode() -> bool:

@@ -5,7 +5,11 @@ A model is trained by :func:`fit` together with a *task*: an object with
 metrics`` (:class:`Task`). The trainer owns everything else:
 
 * Adam, seeding, device choice (cuda, mps, cpu; ``VHAKIT_DEVICE`` overrides), optional bf16
-  autocast (never the default on CPU: ~60x slower there), channels-last-3d memory format.
+  autocast (never the default on CPU: ~60x slower there), channels-last-3d memory format,
+  optional ``torch.compile`` (``TrainConfig.compile``; if compiling fails the run warns and goes
+  on eagerly).
+* A loss that turns NaN or infinite stops the run with an error at the next log row, before a
+  checkpoint could store the broken weights.
 * tqdm progress with the running loss; train rows every ``log_every`` steps and evaluation rows
   (``eval_every`` steps or each epoch) in ``metrics.csv`` and ``metrics.json``; see
   :func:`plot_history`.
@@ -35,6 +39,7 @@ import os
 import random
 import time
 import uuid
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +61,8 @@ __all__ = ["Task", "StepContext", "VHATask", "TrainResult", "fit", "train_vha", 
 CHECKPOINT_FORMAT = "vhakit-checkpoint-1"
 # Settings that may change when resuming: they do not change what the run computes.
 RESUME_MUTABLE = {"train.epochs", "train.max_steps", "train.log_every", "train.eval_every",
-                  "train.save_every", "train.device", "train.num_workers", "train.channels_last"}
+                  "train.save_every", "train.device", "train.num_workers", "train.channels_last",
+                  "train.compile"}
 
 
 # ----------------------------------------------------------------------------- task protocol
@@ -471,6 +477,8 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
     if env.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    # untried: the net is compiled and its first step has not run yet
+    eager_net, net, untried = _maybe_compile(net, config, device, env.main)
     local_batch = config.batch_size // env.world
     indexed = _Indexed(train_data)
     sampler = _ResumableSampler(indexed, num_replicas=env.world, rank=env.rank, shuffle=True,
@@ -528,10 +536,18 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         for batch in loader:
             batch = _to_device(batch, device)
             ctx = StepContext(epoch=epoch, step=step, device=device, seed=config.seed)
-            with amp:
-                loss, metrics = task.compute_loss(net, batch, ctx)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                loss, metrics = _loss_and_backward(task, net, batch, ctx, amp, optimizer)
+            except Exception as err:
+                if not untried:
+                    raise
+                # The first compiled step failed (no Triton, an unsupported op, ...): the same
+                # step eagerly raises the error if it was not compile's, else training goes on.
+                net, untried = eager_net, False
+                loss, metrics = _loss_and_backward(task, net, batch, ctx, amp, optimizer)
+                warnings.warn(f"torch.compile failed ({_first_line(err)}); training without "
+                              "it. Set compile='off' to skip the attempt.", stacklevel=2)
+            untried = False  # only the first compiled step falls back
             for group in optimizer.param_groups:  # a pure function of the step: exact resume
                 group["lr"] = lr_at(config, step, horizon)
             if config.grad_clip:
@@ -546,6 +562,12 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
                     dist.all_reduce(sums)
                     sums /= env.world
                 mean = (sums / count).tolist()
+                if not math.isfinite(mean[0]):
+                    raise FloatingPointError(
+                        f"the training loss became {mean[0]} by step {step} (the mean of the "
+                        f"last {count} steps); {ckpt_path} holds the last good checkpoint (if "
+                        "one was written). Lower the learning rate, set grad_clip or autocast="
+                        "'off', or look for NaN in the data, then resume or restart.")
                 row = {"split": "train", "step": step, "epoch": epoch,
                        "loss": mean[0], **dict(zip(metrics, mean[1:], strict=True)),
                        "samples_per_s": count * config.batch_size / (time.perf_counter() - t0)}
@@ -569,6 +591,30 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
             epoch, skip = epoch + 1, 0
     save()
     return TrainResult(model, history, out_dir, ckpt_path, best)
+
+
+def _maybe_compile(net: torch.nn.Module, config: TrainConfig, device: torch.device,
+                   main: bool) -> tuple[torch.nn.Module, torch.nn.Module, bool]:
+    """(eager net, net to train with, whether it is compiled) for ``config.compile``."""
+    if not (config.compile == "on" or (config.compile == "auto" and device.type == "cuda")):
+        return net, net, False
+    if main:
+        print("torch.compile: the first training step compiles the model (about a minute on a "
+              "GPU, longer on a CPU)")
+    return net, torch.compile(net), True
+
+
+def _loss_and_backward(task, net, batch, ctx, amp, optimizer):
+    with amp:
+        loss, metrics = task.compute_loss(net, batch, ctx)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss, metrics
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
 # ------------------------------------------------------------------------------------- VHA

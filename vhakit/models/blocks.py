@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vhakit.runtime import compiling
+
 __all__ = ["NORMS", "make_norm", "Basic3D", "Res3D", "Pool3D", "Upsample3D",
            "SparseOneHotConv3d", "sparse_conv3d", "conv_output_size"]
 
@@ -161,7 +163,7 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         raise ValueError(f"need stride >= 1 and 0 <= padding < kernel_size ({k}), got "
                          f"stride={stride}, padding={padding}")
     grid_t = torch.tensor(grid, device=voxel_index.device)
-    if bool(((voxel_index < 0) | (voxel_index >= grid_t)).any()):
+    if not compiling() and bool(((voxel_index < 0) | (voxel_index >= grid_t)).any()):
         raise ValueError(f"voxel_index has entries outside the grid {tuple(grid)}; build it with "
                          "vhakit.heatmaps.voxel_index(..., outside='clamp') or enlarge the cuboid")
     if method not in ("auto", "entries", "window"):
