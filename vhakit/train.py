@@ -492,7 +492,8 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         raise ValueError(f"train_data has {len(train_data)} samples, fewer than one batch of "
                          f"{config.batch_size}; lower batch_size or add data")
     eval_loader = None if eval_data is None else DataLoader(
-        _Indexed(eval_data), batch_size=config.batch_size, shuffle=False)
+        _Indexed(eval_data), batch_size=config.batch_size, shuffle=False,
+        num_workers=config.num_workers, pin_memory=device.type == "cuda")
     horizon = min(config.max_steps or math.inf, config.epochs * steps_per_epoch)  # lr schedule
     use_amp = config.autocast == "bf16" or (config.autocast == "auto" and device.type == "cuda")
     amp = (torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext())
