@@ -1,17 +1,18 @@
-"""The real trainer at the paper preset on one CUDA GPU: ``train_vha`` / ``train_bcp`` end to end.
+"""The real trainer at the paper preset on one CUDA GPU: ``train_vha`` / ``train_bcp`` /
+``train_baseline`` end to end.
 
 ``gpu_paper_scale.py`` times the bare step on a synthetic batch already on the GPU. This script
-runs what a user runs, ``vhakit.train.fit`` through :func:`vhakit.train.train_vha` or
-:func:`vhakit.train_bcp.train_bcp`: the dataset read from its folder (BCP: 4 PNG views per
-sample), the DataLoader, the host-to-device copies, the loss under bf16 autocast, Adam, logging
+runs what a user runs, ``vhakit.train.fit`` through :func:`vhakit.train.train_vha`,
+:func:`vhakit.train_bcp.train_bcp` or :func:`vhakit.train_bcp.train_baseline`: the dataset read
+from its folder (BCP, baseline: 4 PNG views per sample), the DataLoader, the host-to-device copies, the loss under bf16 autocast, Adam, logging
 and checkpoints, for each case ``COMPILE:WORKERS`` (``TrainConfig.compile`` and
-``num_workers``; default VHA ``off:0 auto:0``, BCP ``off:0 off:4 auto:4``). Side by side in one
+``num_workers``; default VHA ``off:0 auto:0``, BCP and baseline ``off:0 off:4 auto:4``). Side by side in one
 process:
 
   samples/s   the median of the trainer's own log rows (``samples_per_s``, every ``--log-every``
               steps) after the first row (which holds the compile), and the whole call's wall time
-  projected   55 VHA epochs of 1.66 M samples (20 BCP epochs of 159 k) at that rate, against the
-              paper's 16 days (4.5 days)
+  projected   55 VHA epochs of 1.66 M samples (20 BCP / baseline epochs of 159 k) at that rate,
+              against the paper's 16 days (BCP: 4.5 days; the paper gives no baseline time)
 
 BCP trains on an untrained paper VHA (the speed does not depend on its weights); a small
 dataset folder is repeated to ``--samples`` samples per epoch.
@@ -55,6 +56,10 @@ def run(model: str, preset: str, data, mode: str, workers: int, steps: int, log_
         t0 = time.perf_counter()
         if model == "vha":
             res = train_vha(preset, out_dir=tmp, **kw)
+        elif model == "baseline":
+            from vhakit.train_bcp import train_baseline
+
+            res = train_baseline(preset, out_dir=tmp, **kw)
         else:
             from vhakit.config import vha_configs
             from vhakit.models.vha import VHA
@@ -87,15 +92,15 @@ def _dataset(model: str, folder: str, samples: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=["vha", "bcp"], default="vha")
+    p.add_argument("--model", choices=["vha", "bcp", "baseline"], default="vha")
     p.add_argument("--data", default=str(ROOT / "data/teaching/prior_pool-train-s0"),
                    help="a dataset folder (VHA: meshes, e.g. vhakit make-data --split prior_pool; "
-                        "BCP: multi-view, of the preset's image size)")
+                        "BCP, baseline: multi-view, of the preset's image size)")
     p.add_argument("--samples", type=int, default=20_000, help="samples per epoch (repeats)")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--cases", nargs="+", default=None, metavar="COMPILE:WORKERS",
-                   help="e.g. off:0 auto:4 (default: VHA off:0 auto:0, BCP off:0 off:4 auto:4)")
+                   help="e.g. off:0 auto:4 (default: VHA off:0 auto:0, else off:0 off:4 auto:4)")
     p.add_argument("--smoke", action="store_true", help="CPU, tiny preset, a few steps")
     args = p.parse_args(argv)
     preset, device = ("tiny", "cpu") if args.smoke else ("paper", "cuda")
@@ -122,16 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for mode, workers in cases:
         r = run(args.model, preset, data, mode, workers, steps, log_every, device)
-        m = args.model
+        m = "bcp" if args.model == "baseline" else args.model  # the baseline: BCP's epochs
         days = PAPER_EPOCHS[m] * EPOCH_SAMPLES[m] / r["samples_per_s"] / 86400
-        r.update(projected_days=days, paper_days=PAPER_DAYS[m],
-                 speedup_vs_paper=PAPER_DAYS[m] / days)
+        paper = PAPER_DAYS[m] if args.model != "baseline" else None
+        r.update(projected_days=days, paper_days=paper,
+                 speedup_vs_paper=None if paper is None else paper / days)
         rows.append(r)
-        print(f"{m} compile={mode:<4} workers={workers} {r['samples_per_s']:7.1f} samples/s "
-              f"(first window {r['first_window_samples_per_s']:.1f}), {steps} steps in "
-              f"{r['wall_s']:.0f} s, {PAPER_EPOCHS[m]} epochs: {days:.2f} days "
-              f"({r['speedup_vs_paper']:.1f}x the paper), final loss {r['final_loss']:.4f}",
-              flush=True)
+        vs = "" if paper is None else f" ({r['speedup_vs_paper']:.1f}x the paper)"
+        print(f"{args.model} compile={mode:<4} workers={workers} {r['samples_per_s']:7.1f} "
+              f"samples/s (first window {r['first_window_samples_per_s']:.1f}), {steps} steps "
+              f"in {r['wall_s']:.0f} s, {PAPER_EPOCHS[m]} epochs: {days:.2f} days{vs}, final "
+              f"loss {r['final_loss']:.4f}", flush=True)
     if len(rows) > 1:
         print(f"ratio last / first case: {rows[-1]['samples_per_s'] / rows[0]['samples_per_s']:.2f}x")
     if os.environ.get("OUT"):

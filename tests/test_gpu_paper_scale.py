@@ -123,3 +123,7 @@ def test_trainer_script_smoke_bcp_with_loader_workers(tmp_path, monkeypatch, ope
     assert rows[0]["final_loss"] == pytest.approx(rows[1]["final_loss"], rel=1e-5)
     assert rows[0]["projected_days"] == pytest.approx(20 * 159_000 / rows[0]["samples_per_s"]
                                                       / 86400)
+    assert mod.main(["--smoke", "--model", "baseline", "--data", str(data), "--samples", "12",
+                     "--cases", "off:0"]) == 0
+    row = json.loads((tmp_path / "gpu_trainer.json").read_text())["rows"][0]
+    assert row["model"] == "baseline" and row["speedup_vs_paper"] is None  # no paper time
