@@ -339,7 +339,10 @@ def test_errors_that_are_not_compile_errors_still_surface(tmp_path, monkeypatch)
         train_vha("tiny", data=bad, out_dir=tmp_path / "run", progress=False, compile="on")
 
 
-def test_a_nan_loss_stops_the_run_before_a_checkpoint_stores_it(tmp_path):
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_a_diverged_run_stops_before_a_checkpoint_stores_it(tmp_path, where):
+    """From the 4th step (index 3) the loss is NaN, or the loss is finite and its gradient NaN
+    (seen in the weights only). Either way the run raises at step 4, and last.pt stays step 2."""
     from vhakit.config import TrainConfig
     from vhakit.train import fit
 
@@ -347,17 +350,23 @@ def test_a_nan_loss_stops_the_run_before_a_checkpoint_stores_it(tmp_path):
         name, primary_metric, best = "toy", "loss", None
 
         def compute_loss(self, model, batch, ctx):
-            loss = (model(batch["x"]) ** 2).mean()
-            return (loss * math.nan if ctx.step >= 3 else loss), {}
+            out = model(batch["x"])
+            if ctx.step >= 3 and where == "gradient":
+                out.register_hook(lambda g: g * math.nan)
+            loss = (out ** 2).mean()
+            return (loss * math.nan if ctx.step >= 3 and where == "loss" else loss), {}
 
         def evaluate(self, model, loader, device):
             return {}
 
     data = [{"x": torch.ones(2)}] * 8
     torch.manual_seed(0)
-    cfg = TrainConfig(batch_size=2, epochs=5, log_every=2, save_every=2, device="cpu")
-    with pytest.raises(FloatingPointError, match=r"loss became nan by step 4 .*last.pt holds the "
-                       r"last good checkpoint"):
+    log_every = 2 if where == "loss" else 100  # the gradient case: only the checkpoint can see it
+    cfg = TrainConfig(batch_size=2, epochs=5, log_every=log_every, save_every=2, device="cpu")
+    what = (r"the training loss became nan \(the mean of the last 2 steps\)" if where == "loss"
+            else "the weights became NaN or infinite")
+    with pytest.raises(FloatingPointError, match=what + r" by step 4; .*last.pt holds the last "
+                       r"good checkpoint"):
         fit(torch.nn.Linear(2, 1), Task(), data, cfg, tmp_path, progress=False)
     ck = load_checkpoint(tmp_path / "last.pt")
     assert ck["position"]["step"] == 2

@@ -8,8 +8,8 @@ metrics`` (:class:`Task`). The trainer owns everything else:
   autocast (never the default on CPU: ~60x slower there), channels-last-3d memory format,
   optional ``torch.compile`` (``TrainConfig.compile``; if compiling fails the run warns and goes
   on eagerly).
-* A loss that turns NaN or infinite stops the run with an error at the next log row, before a
-  checkpoint could store the broken weights.
+* A run that diverges stops with ``FloatingPointError``: a NaN or infinite loss at the next log
+  row, NaN or infinite weights at the next checkpoint, which is then not written.
 * tqdm progress with the running loss; train rows every ``log_every`` steps and evaluation rows
   (``eval_every`` steps or each epoch) in ``metrics.csv`` and ``metrics.json``; see
   :func:`plot_history`.
@@ -523,8 +523,12 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
 
     def save() -> None:
         nonlocal saved_step
-        if env.main and saved_step != step:
-            save_checkpoint(ckpt_path, state())
+        if saved_step != step:
+            # every rank checks (DDP keeps the weights equal), so all stop together
+            if not _all_finite(model):
+                raise _diverged("the weights became NaN or infinite", step, ckpt_path)
+            if env.main:
+                save_checkpoint(ckpt_path, state())
         saved_step = step
 
     model.train()
@@ -564,11 +568,8 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
                     sums /= env.world
                 mean = (sums / count).tolist()
                 if not math.isfinite(mean[0]):
-                    raise FloatingPointError(
-                        f"the training loss became {mean[0]} by step {step} (the mean of the "
-                        f"last {count} steps); {ckpt_path} holds the last good checkpoint (if "
-                        "one was written). Lower the learning rate, set grad_clip or autocast="
-                        "'off', or look for NaN in the data, then resume or restart.")
+                    raise _diverged(f"the training loss became {mean[0]} (the mean of the last "
+                                    f"{count} steps)", step, ckpt_path)
                 row = {"split": "train", "step": step, "epoch": epoch,
                        "loss": mean[0], **dict(zip(metrics, mean[1:], strict=True)),
                        "samples_per_s": count * config.batch_size / (time.perf_counter() - t0)}
@@ -611,6 +612,19 @@ def _loss_and_backward(task, net, batch, ctx, amp, optimizer):
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     return loss, metrics
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    """No NaN or inf in the model's floating-point parameters and buffers (one sync)."""
+    flags = [torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _diverged(what: str, step: int, ckpt_path: Path) -> FloatingPointError:
+    return FloatingPointError(
+        f"{what} by step {step}; {ckpt_path} holds the last good checkpoint (if one was "
+        "written). Lower the learning rate, set grad_clip or autocast='off', or look for NaN in "
+        "the data, then resume or restart.")
 
 
 def _first_line(err: BaseException) -> str:
