@@ -373,7 +373,7 @@ def test_a_diverged_run_stops_before_a_checkpoint_stores_it(tmp_path, where):
     assert all(torch.isfinite(v).all() for v in ck["model"].values())
 
 
-def test_paper_style_vha_and_bcp_forwards_trace_as_one_graph():
+def test_paper_style_vha_bcp_and_baseline_forwards_trace_as_one_graph():
     """No data-dependent check splits the compiled forward (each split costs a GPU sync and
     fusion; the paper VHA went from 145 to 164 samples/s on an H100 without them)."""
     import sys
@@ -390,10 +390,13 @@ def test_paper_style_vha_and_bcp_forwards_trace_as_one_graph():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from gpu_paper_scale import bcp_case
 
+    from vhakit.config import baseline_configs
+    from vhakit.models.baseline import LMTBaseline
     from vhakit.train_bcp import _run, batch_center
 
     bcp, _, data = bcp_case("tiny", 2, torch.device("cpu"))
     center = batch_center(data, None, 0.0)
-    torch._dynamo.reset()
-    expl = torch._dynamo.explain(lambda: _run(bcp.train(), data, center))()
-    assert (expl.graph_count, expl.graph_break_count) == (1, 0), expl.break_reasons
+    for net in (bcp.train(), LMTBaseline(baseline_configs("tiny").model).train()):
+        torch._dynamo.reset()
+        expl = torch._dynamo.explain(lambda net=net: _run(net, data, center))()
+        assert (expl.graph_count, expl.graph_break_count) == (1, 0), expl.break_reasons
