@@ -400,3 +400,24 @@ def test_paper_style_vha_bcp_and_baseline_forwards_trace_as_one_graph():
         torch._dynamo.reset()
         expl = torch._dynamo.explain(lambda net=net: _run(net, data, center))()
         assert (expl.graph_count, expl.graph_break_count) == (1, 0), expl.break_reasons
+
+
+def test_compile_status_line_for_info(monkeypatch, capsys):
+    import importlib.util
+    import types
+
+    from vhakit import runtime
+    from vhakit.cli import main
+
+    assert "compiles on CUDA only" in runtime.compile_status(torch.device("cpu"))
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "triton" else real_find(name, *a))
+    assert runtime.compile_status(torch.device("cuda")).startswith("no triton: the paper presets")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setitem(sys.modules, "triton", types.SimpleNamespace(__version__="9.9"))
+    assert runtime.compile_status(torch.device("cuda")).startswith("ready on CUDA (triton 9.9)")
+    monkeypatch.undo()
+    assert main(["info"]) == 0
+    line = "  compile      " + runtime.compile_status(runtime.default_device())
+    assert line in capsys.readouterr().out.splitlines()

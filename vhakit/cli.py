@@ -34,6 +34,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from vhakit.kernels import kernel_status
 
     print(f"  CPU kernel   {kernel_status()}")
+    from vhakit.runtime import compile_status
+
+    print(f"  compile      {compile_status(dev)}")
     if found:
         print("  licensed SMPL found: " + ", ".join(str(p) for p in found.values()))
     else:
