@@ -11,23 +11,28 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_paper_scale.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_paper_scale", SCRIPT)
+def _load(name: str = "gpu_paper_scale"):
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def test_smoke_run_writes_every_case_and_the_projection(tmp_path, monkeypatch):
+def _main_on_one_thread(mod, args: list[str], out: Path, monkeypatch) -> int:
+    """``mod.main(args)`` with one torch thread and ``OUT=out`` (where the JSON goes)."""
     torch = pytest.importorskip("torch")
-    mod = _load()
-    monkeypatch.setenv("OUT", str(tmp_path))
+    monkeypatch.setenv("OUT", str(out))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert mod.main(["--smoke", "--no-compile"]) == 0
+        return mod.main(args)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_smoke_run_writes_every_case_and_the_projection(tmp_path, monkeypatch):
+    mod = _load()
+    assert _main_on_one_thread(mod, ["--smoke", "--no-compile"], tmp_path, monkeypatch) == 0
     result = json.loads((tmp_path / "gpu_paper_scale.json").read_text())
     rows = result["rows"]
     assert [r["model"] for r in rows] == ["vha", "vha", "bcp", "bcp"]
@@ -73,21 +78,13 @@ def test_a_variant_is_projected_apart_from_the_preset():
 def test_trainer_script_smoke_runs_the_real_trainer(tmp_path, monkeypatch, open_body):
     """``benchmarks/gpu_trainer.py --smoke``: the tiny preset through ``train_vha`` on a mesh
     folder, both compile settings (``auto`` is eager on the CPU), one JSON row each."""
-    torch = pytest.importorskip("torch")
     from vhakit.data.build import build_dataset
 
     data = build_dataset("tiny", "prior_pool", "train", tmp_path / "pool", max_frames=24,
                          body=open_body, progress=False)
-    spec = importlib.util.spec_from_file_location("gpu_trainer", SCRIPT.with_name("gpu_trainer.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    monkeypatch.setenv("OUT", str(tmp_path))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert mod.main(["--smoke", "--data", str(data), "--samples", "24"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    mod = _load("gpu_trainer")
+    assert _main_on_one_thread(mod, ["--smoke", "--data", str(data), "--samples", "24"],
+                               tmp_path, monkeypatch) == 0
     rows = json.loads((tmp_path / "gpu_trainer.json").read_text())["rows"]
     assert [r["compile"] for r in rows] == ["off", "auto"]
     for r in rows:
@@ -100,22 +97,13 @@ def test_trainer_script_smoke_runs_the_real_trainer(tmp_path, monkeypatch, open_
 def test_trainer_script_smoke_bcp_with_loader_workers(tmp_path, monkeypatch, open_body):
     """The BCP side on a rendered tiny folder: 2 DataLoader worker processes give the run of
     loading in the main process (the sampler and augmentation live in the main process)."""
-    torch = pytest.importorskip("torch")
     from vhakit.data.build import build_dataset
 
     data = build_dataset("tiny", "h36m_like", "train", tmp_path / "mv", max_frames=12,
                          body=open_body, progress=False)
-    spec = importlib.util.spec_from_file_location("gpu_trainer", SCRIPT.with_name("gpu_trainer.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    monkeypatch.setenv("OUT", str(tmp_path))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        assert mod.main(["--smoke", "--model", "bcp", "--data", str(data), "--samples", "24",
-                         "--cases", "off:0", "off:2"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    mod = _load("gpu_trainer")
+    assert _main_on_one_thread(mod, ["--smoke", "--model", "bcp", "--data", str(data), "--samples",
+                                     "24", "--cases", "off:0", "off:2"], tmp_path, monkeypatch) == 0
     rows = json.loads((tmp_path / "gpu_trainer.json").read_text())["rows"]
     assert [(r["model"], r["num_workers"]) for r in rows] == [("bcp", 0), ("bcp", 2)]
     # the same samples in the same order; only rounding differs (1.4e-7 relative measured: the

@@ -478,7 +478,8 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     # untried: the net is compiled and its first step has not run yet
-    eager_net, net, untried = _maybe_compile(net, config, device, env.main)
+    eager_net = net
+    net, untried = _maybe_compile(net, config, device, env.main)
     local_batch = config.batch_size // env.world
     indexed = _Indexed(train_data)
     sampler = _ResumableSampler(indexed, num_replicas=env.world, rank=env.rank, shuffle=True,
@@ -596,14 +597,14 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
 
 
 def _maybe_compile(net: torch.nn.Module, config: TrainConfig, device: torch.device,
-                   main: bool) -> tuple[torch.nn.Module, torch.nn.Module, bool]:
-    """(eager net, net to train with, whether it is compiled) for ``config.compile``."""
+                   main: bool) -> tuple[torch.nn.Module, bool]:
+    """(net to train with, whether it is compiled) for ``config.compile``."""
     if not (config.compile == "on" or (config.compile == "auto" and device.type == "cuda")):
-        return net, net, False
+        return net, False
     if main:
         print("torch.compile: the first training step compiles the model (about a minute on a "
               "GPU, longer on a CPU)")
-    return net, torch.compile(net), True
+    return torch.compile(net), True
 
 
 def _loss_and_backward(task, net, batch, ctx, amp, optimizer):
