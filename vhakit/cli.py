@@ -71,8 +71,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_make_data(args: argparse.Namespace) -> int:
     from vhakit.data.build import build_dataset
 
-    build_dataset(preset=args.preset, split=args.split, part=args.part, out_dir=Path(args.out),
-                  seed=args.seed, overwrite=args.overwrite)
+    try:
+        out = build_dataset(preset=args.preset, split=args.split, part=args.part,
+                            out_dir=Path(args.out), seed=args.seed, overwrite=args.overwrite)
+    except FileExistsError as err:  # a message naming the flag, not a traceback (see main)
+        raise ValueError(str(err).replace("overwrite=True (--overwrite)", "--overwrite")) from err
+    except PermissionError as err:
+        raise ValueError(f"cannot write {err.filename}: {err.strerror}; choose an output folder "
+                         "you may write to") from err
+    print(f"dataset ready in {out}")
     return 0
 
 
@@ -157,6 +164,9 @@ def _flag_names(err: Exception) -> str:  # owner: BCP issue (6)
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from vhakit.pipeline import evaluate_run
 
+    if args.frames < 0:
+        raise ValueError(f"--frames must be 0 (all frames) or a positive number of frames, got "
+                         f"{args.frames}")
     data = args.data
     if data is None:
         from vhakit.data.build import ensure_dataset

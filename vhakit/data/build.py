@@ -13,13 +13,18 @@ Determinism and crash safety: every random choice is drawn from a generator seed
 boundaries or on a resume. Chunks of frames go to ``DIR/.partial/`` and images to ``DIR/images/``,
 each written atomically; re-running the same command after a crash continues where it stopped;
 ``meta.json`` is written last. The same seed gives a byte-identical dataset.
+
+Safety of the user's files: every argument is checked before anything is written. The kit writes
+only into a new or empty folder, which it marks with ``.vhakit-dataset``, or into a folder holding
+that marker; each file is listed in the marker before it is written, and a restart or
+``overwrite`` deletes only the listed files (:func:`vhakit.data.store.claim_dir`,
+:func:`~vhakit.data.store.remove_recorded`). Files a user put beside them stay.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -178,34 +183,60 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
     from vhakit.data.splits import split_frames
 
     cfg = get_data_preset(preset) if isinstance(preset, str) else preset
+    if not isinstance(cfg, DataPreset):
+        raise TypeError(f"preset must be a name in {sorted(DATA_PRESETS)} or a DataPreset, got "
+                        f"{type(preset).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    if max_frames is not None and (isinstance(max_frames, bool) or
+                                   not isinstance(max_frames, (int, np.integer)) or max_frames < 1):
+        raise ValueError(f"max_frames must be None (all frames) or a positive int, got "
+                         f"{max_frames!r}")
     out_dir = Path(out_dir)
     images = (split != "prior_pool") if images is None else bool(images)
     body = body if body is not None else BodyModel.open()
     recipe = {"preset": asdict(cfg), "split": split, "part": part, "seed": int(seed),
-              "images": images, "body_model": body.name, "max_frames": max_frames}
-    if (out_dir / "meta.json").exists():
+              "images": images, "body_model": body.name,
+              "max_frames": None if max_frames is None else int(max_frames)}
+    if (out_dir / "meta.json").is_file():
         try:
-            same = store.read_meta(out_dir).get("recipe") == recipe
+            done = store.read_meta(out_dir)
         except store.DatasetCorrupt:
-            same = False
-        if same:
+            done = None
+        if done is not None and done.get("recipe") == recipe:
+            if (out_dir / ".partial").exists():  # stopped after meta.json: finish the clean-up
+                try:
+                    store.remove_recorded(out_dir, keep=_dataset_files(done))
+                except OSError:  # e.g. a read-only copy: the dataset is complete all the same
+                    pass
             return out_dir
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} already holds a dataset built with other settings; "
-                                  "pass overwrite=True (--overwrite) or choose another --out")
-        shutil.rmtree(out_dir)
-    partial = out_dir / ".partial"
-    recipe_file = partial / "recipe.json"
-    recipe_bytes = (json.dumps(recipe, sort_keys=True, indent=1) + "\n").encode()
-    if partial.exists() and (not recipe_file.exists() or recipe_file.read_bytes() != recipe_bytes):
-        shutil.rmtree(out_dir)  # an unfinished build of something else: start over
-    partial.mkdir(parents=True, exist_ok=True)
-    store.atomic_write_bytes(recipe_file, recipe_bytes)
-
+    # Checks split and part (and that there are frames) before anything is written.
     frames = split_frames(split, part=part, size=cfg.size, seed=seed, body_model=body)
     F = len(frames["poses"]) if max_frames is None else min(max_frames, len(frames["poses"]))
     if F == 0:
         raise ValueError(f"split {split!r} part {part!r} at size {cfg.size!r} has no frames")
+    store.claim_dir(out_dir)  # refuses a file, or a folder holding files the kit did not write
+    if (out_dir / "meta.json").exists():
+        if not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a dataset built with other settings; "
+                                  "pass overwrite=True (--overwrite) to replace it, or choose "
+                                  "another output folder")
+        store.remove_recorded(out_dir)
+    partial = out_dir / ".partial"
+    recipe_file = partial / "recipe.json"
+    recipe_bytes = (json.dumps(recipe, sort_keys=True, indent=1) + "\n").encode()
+    if partial.exists() and (not recipe_file.exists() or recipe_file.read_bytes() != recipe_bytes):
+        store.remove_recorded(out_dir)  # an unfinished build of something else: start over
+        if partial.is_dir() and not any(partial.iterdir()):
+            partial.rmdir()
+        if partial.exists():
+            raise ValueError(f"{partial} holds files that vhakit make-data did not write (they "
+                             f"are not listed in {out_dir / store.MARKER}); move them away or "
+                             "choose another output folder")
+    if not recipe_file.exists():
+        store.record_files(out_dir, [".partial/recipe.json"])
+        store.atomic_write_bytes(recipe_file, recipe_bytes)
+
     # Each clip's rig looks at the clip's mean pelvis (a studio set up around the performance).
     frames["clip_centre"] = np.zeros((len(frames["poses"]), 3))
     for clip in np.unique(frames["clip"][:F]) if images else ():
@@ -225,6 +256,8 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
             path = partial / f"chunk_{c:05d}.npz"
             idx = np.arange(s, min(F, s + cfg.chunk))
             if not path.exists():
+                store.record_files(out_dir, [f".partial/{path.name}"] +
+                                   ([_image_file(int(f)) for f in idx] if images else []))
                 arrays = _render_chunk(body, frames, idx, cfg, key, out_dir, images, colors)
                 buf = io.BytesIO()
                 np.savez(buf, **arrays)
@@ -236,17 +269,30 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
         torch.set_num_threads(threads)
     arrays = {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
     arrays.update({k: frames[k][:F].astype(np.float32) for k in ("poses", "betas", "transl")})
-    for name, arr in arrays.items():
-        store.atomic_save_npy(out_dir / "arrays" / f"{name}.npy", arr)
     meta = {"num_frames": F, "num_views": cfg.num_views if images else 0,
             "image_size": [cfg.image_px, cfg.image_px] if images else None,
             "has_images": images, "body_model": body.name, "source": "vhakit synthetic",
             "split": split, "part": part, "seed": int(seed), "preset": asdict(cfg),
             "recipe": recipe, "frame_names": [str(n) for n in frames["names"][:F]],
             "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(arrays.items())}}
+    store.record_files(out_dir, [f"arrays/{name}.npy" for name in arrays] + ["meta.json"])
+    for name, arr in arrays.items():
+        store.atomic_save_npy(out_dir / "arrays" / f"{name}.npy", arr)
     store.write_meta(out_dir, meta)
-    shutil.rmtree(partial, ignore_errors=True)
+    store.remove_recorded(out_dir, keep=_dataset_files(meta))  # .partial/ goes
     return out_dir
+
+
+def _image_file(frame: int) -> str:
+    return store.image_path("", frame).as_posix()  # "images/000123.png"
+
+
+def _dataset_files(meta: dict) -> list[str]:
+    """The files of the complete dataset ``meta`` describes, relative to its folder."""
+    files = ["meta.json"] + [f"arrays/{name}.npy" for name in meta["arrays"]]
+    if meta.get("has_images"):
+        files += [_image_file(i) for i in range(int(meta["num_frames"]))]
+    return files
 
 
 def ensure_dataset(preset: str = "tiny", split: str = "h36m_like", part: str = "train",

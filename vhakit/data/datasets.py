@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vhakit.data.store import MESH_ARRAYS, DatasetInfo, open_dataset, read_image
+from vhakit.data.store import MESH_ARRAYS, DatasetCorrupt, DatasetInfo, open_dataset, read_image
 
 __all__ = ["MeshDataset", "MultiViewDataset", "mesh_arrays_from_params"]
 
@@ -43,6 +43,21 @@ def mesh_arrays_from_params(body, poses: np.ndarray, betas: np.ndarray, transl: 
             v108[s:e] = out.vertices108.numpy()
             joints[s:e] = out.joints.numpy()
     return {"vertices108": v108, "joints": joints}
+
+
+def _finite_array(info: DatasetInfo, name: str) -> np.ndarray:
+    """``info.array(name)``, checked for NaN/inf: the error names the file and the first bad
+    frame, so that a broken dataset is found where it is stored, not in a later computation."""
+    arr = info.array(name)
+    if arr.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1))
+        if len(bad):
+            names = info.meta.get("frame_names") or []
+            label = f" ({names[bad[0]]})" if bad[0] < len(names) else ""
+            raise DatasetCorrupt(f"{info.root / 'arrays' / f'{name}.npy'} contains NaN or inf "
+                                 f"in {len(bad)} of {len(arr)} frames, first frame {bad[0]}"
+                                 f"{label}; repair those frames or rebuild {info.root}")
+    return arr
 
 
 class MeshDataset(Dataset):
@@ -77,7 +92,7 @@ class MeshDataset(Dataset):
     @classmethod
     def from_dir(cls, root: str | Path) -> "MeshDataset":
         info = open_dataset(root)
-        return cls({k: info.array(k) for k in MESH_ARRAYS}, info.meta.get("frame_names"))
+        return cls({k: _finite_array(info, k) for k in MESH_ARRAYS}, info.meta.get("frame_names"))
 
     @classmethod
     def from_split(cls, split: str, part: str = "train", size: str = "tiny", seed: int = 0,
@@ -119,25 +134,30 @@ class MultiViewDataset(MeshDataset):
 
     def __init__(self, root: str | Path, views: list[int] | None = None):
         info: DatasetInfo = open_dataset(root, require_images=True)
-        super().__init__({k: info.array(k) for k in MESH_ARRAYS}, info.meta.get("frame_names"))
+        super().__init__({k: _finite_array(info, k) for k in MESH_ARRAYS},
+                         info.meta.get("frame_names"))
         self.root = Path(root)
         self.num_views = info.num_views
+        size = info.meta.get("image_size")
+        self.image_size = (int(size[0]), int(size[1])) if size else None  # (W, H) of one view
         self.views = list(range(self.num_views)) if views is None else list(views)
         if not self.views or any(not 0 <= v < self.num_views for v in self.views):
             raise ValueError(f"views must be indices in [0, {self.num_views}), got {views}")
         sel = torch.as_tensor(self.views)
         for key in ("K", "R", "t", "dist", "visibility"):
-            self.arrays[key] = torch.as_tensor(info.array(key).astype(np.float32))[:, sel]
+            self.arrays[key] = torch.as_tensor(_finite_array(info, key).astype(np.float32))[:, sel]
         self.frame_index = torch.arange(len(self))
 
     def subset(self, indices) -> "MultiViewDataset":
         out = super().subset(indices)
         out.root, out.num_views, out.views = self.root, self.num_views, self.views
+        out.image_size = self.image_size
         out.frame_index = self.frame_index[torch.as_tensor(indices, dtype=torch.long)]
         return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         s = super().__getitem__(i)
-        imgs = read_image(self.root, int(self.frame_index[i]), self.num_views)[self.views]
+        imgs = read_image(self.root, int(self.frame_index[i]), self.num_views,
+                          self.image_size)[self.views]
         s["images"] = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0  # (V, 3, H, W)
         return s

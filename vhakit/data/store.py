@@ -8,6 +8,8 @@ A dataset is a directory::
       images/000123.png    (optional) the V views of frame 123 tiled left to right, RGB on disk
                            as PNG (H, V*W, 3)
       .partial/            (only while building) chunks of an unfinished build, for resuming
+      .vhakit-dataset      (``vhakit make-data`` only) marks the folder as the kit's and lists
+                           every file the kit wrote there, one relative path per line
 
 Arrays (float32 metres unless stated):
 
@@ -31,6 +33,11 @@ Mesh-only datasets (e.g. AMASS for VHA) have no images and no camera arrays. ``m
 ``body_model``, ``source``, ``split``, ``part``, ``seed``, ``frame_names`` (optional list), and
 ``arrays`` ({name: [shape, dtype]}), which the reader checks against the files.
 
+Ownership: ``vhakit make-data`` writes only into a new or empty folder, or one holding its
+``.vhakit-dataset`` marker (:func:`claim_dir`). Each file is listed in the marker before it is
+written (:func:`record_files`), so a rebuild deletes exactly the files the kit wrote
+(:func:`remove_recorded`) and nothing a user put beside them.
+
 Writes are atomic (temporary file in the same folder, then ``os.replace``), so an interrupted
 build never leaves a half-written file where a reader looks; ``.npy`` and PNG bytes are
 deterministic, so the same seed gives a byte-identical dataset.
@@ -49,12 +56,19 @@ import numpy as np
 
 __all__ = ["FORMAT", "VERSION", "DatasetCorrupt", "atomic_write_bytes", "atomic_save_npy",
            "write_meta", "read_meta", "load_array", "image_path", "write_image", "read_image",
-           "DatasetInfo", "open_dataset"]
+           "DatasetInfo", "open_dataset", "MARKER", "is_kit_dir", "claim_dir", "record_files",
+           "recorded_files", "remove_recorded"]
 
 FORMAT = "vhakit-dataset"
 VERSION = 1
 MESH_ARRAYS = ("poses", "betas", "transl", "vertices108", "joints")
 VIEW_ARRAYS = ("K", "R", "t", "dist", "visibility", "bboxes")
+
+
+MARKER = ".vhakit-dataset"
+_MARKER_HEAD = ("vhakit-dataset-files 1\n"
+                "# Written by `vhakit make-data`: the files it wrote in this folder, one per line.\n"
+                "# A rebuild deletes only these files. Keep this file while the dataset is used.\n")
 
 
 class DatasetCorrupt(ValueError):
@@ -169,8 +183,10 @@ def write_image(root: str | os.PathLike, frame: int, views_rgb: np.ndarray) -> N
     atomic_write_bytes(image_path(root, frame), png.tobytes())
 
 
-def read_image(root: str | os.PathLike, frame: int, num_views: int) -> np.ndarray:
-    """Read the views of one frame -> ``(V, H, W, 3)`` uint8 RGB."""
+def read_image(root: str | os.PathLike, frame: int, num_views: int,
+               image_size: tuple[int, int] | None = None) -> np.ndarray:
+    """Read the views of one frame -> ``(V, H, W, 3)`` uint8 RGB; ``image_size`` ``(W, H)`` of
+    one view (meta.json's ``image_size``), when given, is checked."""
     import cv2
 
     path = image_path(root, frame)
@@ -178,6 +194,12 @@ def read_image(root: str | os.PathLike, frame: int, num_views: int) -> np.ndarra
     if img is None:
         raise DatasetCorrupt(f"image {path} is missing or unreadable; rebuild {Path(root)}")
     H, VW, _ = img.shape
+    if image_size is not None and (VW, H) != (num_views * image_size[0], image_size[1]):
+        W1, H1 = image_size
+        raise DatasetCorrupt(f"image {path} is {VW}x{H} px, but this dataset's frames are "
+                             f"{num_views} views of {W1}x{H1} px side by side, {num_views * W1}x"
+                             f"{H1} px (meta.json image_size); replace it with an image of that "
+                             f"size or rebuild {Path(root)}")
     if VW % num_views:
         raise DatasetCorrupt(f"image {path} is {VW} px wide, not a multiple of {num_views} views")
     return np.ascontiguousarray(img[..., ::-1].reshape(H, num_views, VW // num_views, 3)
@@ -232,3 +254,115 @@ def open_dataset(root: str | os.PathLike, require_images: bool = False) -> Datas
         if F and not image_path(root, F - 1).exists():
             raise DatasetCorrupt(f"dataset {root}: images/{F - 1:06d}.png is missing; rebuild it")
     return info
+
+
+def is_kit_dir(root: str | os.PathLike) -> bool:
+    """Whether ``root`` holds the ``.vhakit-dataset`` marker of a folder the kit wrote."""
+    try:
+        with open(Path(root) / MARKER, "rb") as fh:
+            return fh.readline() == _MARKER_HEAD.splitlines(keepends=True)[0].encode()
+    except OSError:
+        return False
+
+
+def claim_dir(root: str | os.PathLike) -> Path:
+    """Make ``root`` a folder the kit may write in, before anything is written there.
+
+    A missing folder is created and an empty one used; either gets the marker. A folder holding
+    the marker is the kit's already. Anything else (a file, a folder with other content) raises
+    ``ValueError`` saying what to do: the kit never writes into, or deletes from, a folder whose
+    files it cannot prove it wrote.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"the output folder {root} is a file; pass a new or empty folder as "
+                         "the output (--out)")
+    if root.is_dir():
+        if is_kit_dir(root):
+            return root
+        if any(root.iterdir()):
+            unlisted = f"(it has no {MARKER} file listing what make-data wrote)"
+            rebuild = f", or delete {root} yourself to rebuild it there"
+            try:
+                read_meta(root)
+                what = f"holds a vhakit dataset made by another tool or an older vhakit {unlisted}"
+            except (DatasetCorrupt, OSError):
+                if (root / ".partial").is_dir():
+                    what = f"holds an unfinished build of an older vhakit {unlisted}"
+                else:
+                    what, rebuild = f"is not empty and is not a make-data folder {unlisted}", ""
+            raise ValueError(f"the output folder {root} {what}, so make-data will neither write "
+                             "into it nor delete anything in it; pass a new or empty folder as "
+                             f"the output (--out), e.g. {os.path.join(root, 'dataset')}{rebuild}")
+    else:
+        try:
+            root.mkdir(parents=True)
+        except (FileExistsError, NotADirectoryError) as err:
+            raise ValueError(f"cannot create the output folder {root}: {err.strerror} "
+                             f"({err.filename}); pass a folder whose parents are folders") from err
+    atomic_write_bytes(root / MARKER, _MARKER_HEAD.encode())
+    return root
+
+
+def record_files(root: str | os.PathLike, relpaths) -> None:
+    """List ``relpaths`` (relative to ``root``, ``/``-separated) in the marker, durably, before
+    the kit writes them: a crash then never leaves a file of the kit's that the list lacks."""
+    text = "".join(f"{p}\n" for p in relpaths)
+    with open(Path(root) / MARKER, "a", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def recorded_files(root: str | os.PathLike) -> list[str]:
+    """The files the marker lists, each once, in order; only complete, plain relative paths
+    (a line cut short by a crash, or one leaving the folder, is ignored)."""
+    path = Path(root) / MARKER
+    if not is_kit_dir(root):
+        return []
+    seen: dict[str, None] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[1:]:
+        rel = line.rstrip("\n")
+        if not line.endswith("\n") or not rel or rel.startswith("#"):
+            continue
+        parts = rel.split("/")
+        if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+            continue
+        seen[rel] = None
+    return list(seen)
+
+
+def remove_recorded(root: str | os.PathLike, keep=()) -> None:
+    """Delete the files the marker lists, except ``keep``, and the kit's own leftovers beside
+    them (temporary files of interrupted atomic writes, folders left empty); then the marker
+    lists exactly the kept files that exist. Only plain files inside ``root`` are deleted."""
+    root = Path(root)
+    if not is_kit_dir(root):
+        return
+    top = root.resolve()
+    keep = set(keep)
+    listed = recorded_files(root)
+    names_by_dir: dict[Path, set[str]] = {}
+    for rel in listed + [MARKER]:
+        p = root / rel
+        names_by_dir.setdefault(p.parent, set()).add(p.name)
+        if rel in keep or rel == MARKER or not p.is_file() or p.is_symlink():
+            continue
+        if not p.resolve().is_relative_to(top):
+            continue
+        p.unlink()
+    for folder, names in names_by_dir.items():
+        if not folder.is_dir() or not folder.resolve().is_relative_to(top):
+            continue
+        for entry in folder.iterdir():  # ".NAME.XXXXXXXX.tmp" from atomic_write_bytes
+            name = entry.name
+            if (name.startswith(".") and name.endswith(".tmp") and entry.is_file()
+                    and name[1:-4].rsplit(".", 1)[0] in names):
+                entry.unlink()
+    for folder in sorted(names_by_dir, key=lambda f: len(f.parts), reverse=True):
+        while folder != root and folder.is_dir() and not folder.is_symlink() \
+                and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    kept = sorted(rel for rel in listed if rel in keep and (root / rel).is_file())
+    atomic_write_bytes(root / MARKER, (_MARKER_HEAD + "".join(f"{r}\n" for r in kept)).encode())
