@@ -210,3 +210,81 @@ def test_bad_inputs_name_the_argument():
         cam.crop_and_resize([10.0, 10.0, 5.0, 20.0], (8, 8))
     with pytest.raises(ValueError, match="up"):
         look_at([0.0, 3.0, 0.0], [0.0, 0.0, 0.0])
+
+
+def test_cameras_that_are_not_pinhole_cameras_are_rejected_by_name():
+    from vhakit.camera import CameraValueError
+
+    good = random_camera(torch.Generator().manual_seed(3), batch=(4,))
+    cases = [  # (parameter, view, change, message)
+        ("K", 2, lambda K, R, t: (torch.zeros_like(K), R, t), r"K\[2\]: has focal lengths fx = K\[0, 0\] = 0"),
+        ("K", 1, lambda K, R, t: (K * torch.tensor([[1.0], [-1.0], [1.0]], dtype=D64), R, t), r"fy = K\[1, 1\] = -"),
+        ("K", 3, lambda K, R, t: (2 * K, R, t), r"K\[3\]: .*last row \(0, 0, 1\)"),
+        ("K", 0, lambda K, R, t: (K.transpose(-1, -2), R, t), r"K\[0\]: .*transpose"),
+        ("R", 1, lambda K, R, t: (K, 1.01 * R, t), r"R\[1\]: is not a rotation: max \|R R\^T - I\| = 0\.0201"),
+        ("R", 2, lambda K, R, t: (K, R * torch.tensor([1.0, 1.0, -1.0], dtype=D64)[:, None], t), r"R\[2\]: has determinant -1"),
+        ("t", 3, lambda K, R, t: (K, R, t * float("inf")), r"t\[3\]: contains NaN or inf"),
+    ]
+    for arg, view, change, message in cases:
+        K, R, t = good.K.clone(), good.R.clone(), good.t.clone()
+        K[view], R[view], t[view] = (x.clone() for x in change(K[view], R[view], t[view]))
+        with pytest.raises(CameraValueError, match=message) as info:
+            Camera(K=K, R=R, t=t, dist=good.dist, image_size=(640, 480))
+        assert (info.value.arg, info.value.index) == (arg, (view,))
+    # a calibration printed with 5 decimals is still a rotation
+    noisy = (good.R * 1e5).round() / 1e5
+    assert torch.equal(Camera(K=good.K, R=noisy, t=good.t, image_size=(64, 64)).R, noisy)
+
+
+def test_camera_checks_are_skipped_while_compiling(monkeypatch):
+    import vhakit.camera as camera
+
+    monkeypatch.setattr(camera, "compiling", lambda: True)
+    Camera(K=torch.zeros(3, 3), R=2 * torch.eye(3), t=torch.zeros(3), image_size=(4, 4))
+
+
+def test_project_with_depth_masks_points_at_or_behind_the_camera():
+    g = torch.Generator().manual_seed(4)
+    rig = random_camera(g, batch=(3,))
+    rig = Camera.stack([replace(rig[0], R=torch.eye(3, dtype=D64),  # view 0 looks along +z
+                                t=torch.tensor([0.0, 0.0, 3.0], dtype=D64)), rig[1], rig[2]])
+    front = torch.randn(50, 3, generator=g, dtype=D64) * 0.5  # around the origin, 3 m ahead
+    odd = torch.tensor([[0.0, 0.0, -4.0], [0.5, 0.0, -3.0], [0.0, 0.0, -3.0 + 1e-9]],
+                       dtype=D64)  # view 0: behind, on the camera plane, just in front
+    pts = torch.cat([front, odd]).requires_grad_()
+    uv, depth, in_front = rig.project_with_depth(pts)
+    assert uv.shape == (3, 53, 2) and depth.shape == in_front.shape == (3, 53)
+    torch.testing.assert_close(depth, rig.world_to_camera(pts)[..., 2], rtol=0, atol=0)
+    assert in_front[:, :50].all() and in_front[0, 50:].tolist() == [False, False, True]
+    assert torch.equal(uv[in_front], rig.project(pts)[in_front])  # unchanged where visible
+    assert uv[~in_front].isnan().all()
+    # the plain projection puts the point behind view 0 on a finite (mirrored) pixel
+    assert torch.isfinite(rig[0].project(odd[:1])).all()
+    uv[in_front].sum().backward()
+    assert torch.isfinite(pts.grad).all()
+    assert pts.grad[50:52].abs().sum() > 0  # other views see them, so they still learn
+
+
+def test_a_dataset_with_a_bad_camera_names_the_file_frame_and_view(tmp_path, open_body):
+    import dataclasses
+
+    from vhakit.data import store
+    from vhakit.data.build import DATA_PRESETS, build_dataset
+    from vhakit.data.datasets import MultiViewDataset
+
+    small = dataclasses.replace(DATA_PRESETS["tiny"], image_px=32, chunk=8)
+    root = build_dataset(small, "h36m_like", "test", tmp_path / "ds", seed=3, max_frames=3,
+                         body=open_body, progress=False)
+    assert MultiViewDataset(root).arrays["K"][:, :, 0, 0].min() > 0
+    K = np.load(root / "arrays" / "K.npy")
+    store.atomic_save_npy(root / "arrays" / "K.npy", np.zeros_like(K))
+    with pytest.raises(store.DatasetCorrupt, match=r"arrays/K\.npy: frame 0 \(.+\), view 0: K "
+                       r"has focal lengths fx = K\[0, 0\] = 0, fy = K\[1, 1\] = 0 px"):
+        MultiViewDataset(root)
+    store.atomic_save_npy(root / "arrays" / "K.npy", K)
+    R = np.load(root / "arrays" / "R.npy")
+    R[2, 3] *= 1.5
+    store.atomic_save_npy(root / "arrays" / "R.npy", R)
+    with pytest.raises(store.DatasetCorrupt, match=r"arrays/R\.npy: frame 2 \(.+\), view 3: R is "
+                       r"not a rotation.*rebuild"):
+        MultiViewDataset(root, views=[0, 3, 1])  # a view subset: the stored view is named

@@ -30,3 +30,24 @@ def test_train_vha_cli_runs_resumes_and_reports_mpve(tmp_path, capsys):
     assert ck["position"]["step"] == 5 and ck["run_config"]["train"]["compile"] == "auto"
     rows = json.loads((out / "metrics.json").read_text())["history"]
     assert [r["step"] for r in rows if r["split"] == "train"] == [5]  # tiny logs every 5 steps
+
+
+def test_train_flags_reject_values_that_would_not_mean_what_they_say(capsys):
+    import pytest
+
+    from vhakit.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["train-vha", "--max-steps", "1"]).max_steps == 1
+    for value, message in (("0", "must be at least 1, got 0"), ("-3", "must be at least 1, got -3"),
+                           ("2.5", "expected a whole number of steps, got '2.5'")):
+        with pytest.raises(SystemExit) as exit_:  # argparse: usage and the message, exit 2
+            parser.parse_args(["train-vha", "--max-steps", value])
+        assert exit_.value.code == 2
+        assert f"argument --max-steps: {message}" in capsys.readouterr().err
+    needs = {"train-vha": [], "train-bcp": ["--data", "d", "--vha", "v"],
+             "train-baseline": ["--data", "d"]}
+    for command, required in needs.items():
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, *required, "--resume", "--overwrite"])
+        assert "--overwrite: not allowed with argument --resume" in capsys.readouterr().err

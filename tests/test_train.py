@@ -22,6 +22,7 @@ from vhakit.train import (
     load_checkpoint,
     load_vha,
     plot_history,
+    read_run,
     rotate_about_y,
     save_checkpoint,
     train_vha,
@@ -141,6 +142,65 @@ def test_logs_best_checkpoint_plot_and_reload(tmp_path):
     model = load_vha(out / "last.pt", device="cpu")
     for k, v in res.model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v.cpu())
+
+
+def assert_same_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    got = model.state_dict()
+    assert all(torch.equal(got[k].cpu(), v.cpu()) for k, v in state.items())
+
+
+def test_overwrite_starts_a_clean_run_and_never_reads_an_earlier_best(tmp_path):
+    out = tmp_path / "run"
+    first = train_vha("tiny", data=StickFigureDataset(8), eval_data=StickFigureDataset(4, seed=1),
+                      out_dir=out, progress=False, max_steps=2)
+    assert (out / "best.pt").exists()
+    # the second run evaluates nothing, so it writes no best.pt: the first run's must be gone
+    second = train_vha("tiny", data=StickFigureDataset(8), out_dir=out, progress=False,
+                       max_steps=2, overwrite=True, seed=5)
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.csv", "metrics.json"]
+    assert [r["step"] for r in json.loads((out / "metrics.json").read_text())["history"]] == [2]
+    assert read_run(out, "vha")[0] == out / "last.pt"
+    assert_same_weights(load_vha(out, device="cpu"), second.model.state_dict())
+
+    # files the kit did not write: overwrite refuses and deletes nothing
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"notes\.txt.*deletes only last\.pt, best\.pt"):
+        train_vha("tiny", data=StickFigureDataset(8), out_dir=out, progress=False, max_steps=2,
+                  overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.csv", "metrics.json",
+                                                     "notes.txt"]
+    with pytest.raises(ValueError, match="only one of them"):
+        train_vha("tiny", data=StickFigureDataset(8), out_dir=out, resume=True, overwrite=True)
+
+    # a best.pt of another run (here copied in) is skipped; a run's own best.pt is taken
+    save_checkpoint(out / "best.pt", {**load_checkpoint(out / "last.pt"), "run_id": "other",
+                                      "model": first.model.state_dict()})
+    with pytest.warns(UserWarning, match="not from the run that wrote"):
+        assert read_run(out)[0] == out / "last.pt"
+    third = tmp_path / "third"
+    train_vha("tiny", data=StickFigureDataset(8), eval_data=StickFigureDataset(4, seed=1),
+              out_dir=third, progress=False, max_steps=2)
+    assert read_run(third)[0] == third / "best.pt"
+    assert load_checkpoint(third / "best.pt")["run_id"] == load_checkpoint(third / "last.pt")["run_id"]
+
+
+def test_a_new_run_never_mixes_with_an_earlier_runs_files(tmp_path):
+    out = tmp_path / "run"
+    train_vha("tiny", data=StickFigureDataset(8), eval_data=StickFigureDataset(4, seed=1),
+              out_dir=out, progress=False, max_steps=2)
+    (out / "last.pt").unlink()  # as if the run had died before its first checkpoint
+    with pytest.raises(FileExistsError, match=r"\(best\.pt, metrics\.csv, metrics\.json\)"):
+        train_vha("tiny", data=StickFigureDataset(8), out_dir=out, progress=False, max_steps=1)
+    # resume with nothing to resume: a new run, without the files of the one that wrote none
+    train_vha("tiny", data=StickFigureDataset(8), out_dir=out, progress=False, max_steps=2,
+              resume=True)
+    assert sorted(p.name for p in out.iterdir()) == ["last.pt", "metrics.csv", "metrics.json"]
+    # resuming keeps the run id, so the run's best.pt stays the one read_run takes
+    run_id = load_checkpoint(out / "last.pt")["run_id"]
+    train_vha("tiny", data=StickFigureDataset(8), eval_data=StickFigureDataset(4, seed=1),
+              out_dir=out, progress=False, max_steps=4, resume=True)
+    assert load_checkpoint(out / "last.pt")["run_id"] == run_id
+    assert read_run(out)[0] == out / "best.pt"
 
 
 # ------------------------------------------------------------------------------ crash safety

@@ -14,12 +14,18 @@ Conventions (pinned by ``tests/test_camera.py``; see ``docs/conventions.md``):
 A ``Camera`` may carry leading batch dimensions: a rig of V views is a ``Camera`` whose tensors
 have a leading view dimension, ``K (V, 3, 3)``; index it like a tensor (``rig[0]``) and build it
 with :meth:`Camera.stack`. All views share one ``image_size``.
+
+A ``Camera`` is checked when it is built (:class:`CameraValueError` names the value and the first
+bad camera of a batch): finite entries; ``K`` with positive focal lengths ``fx = K[0, 0]``,
+``fy = K[1, 1]``, ``K[1, 0] = 0`` and last row ``(0, 0, 1)`` (the entries :meth:`Camera.project`
+relies on); ``R`` orthonormal within :data:`ROTATION_ATOL` with determinant +1. The checks are
+skipped while ``torch.compile`` traces.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -27,12 +33,42 @@ import torch
 
 from vhakit.runtime import compiling
 
-__all__ = ["Camera", "RigJitter", "look_at", "make_rig", "crop_resize_matrix",
-           "crop_and_resize_image", "DEFAULT_FIELD_HEIGHT_M"]
+__all__ = ["Camera", "CameraValueError", "Projection", "RigJitter", "look_at", "make_rig",
+           "crop_resize_matrix", "crop_and_resize_image", "DEFAULT_FIELD_HEIGHT_M",
+           "ROTATION_ATOL"]
 
 #: Default rig focal length frames this much height (m) at the target distance: a standing adult
 #: (about 1.8 m) plus margin fills most of the image height.
 DEFAULT_FIELD_HEIGHT_M = 2.2
+#: Largest entry of ``|R R^T - I|`` accepted for a rotation. float32 rotations are orthonormal to
+#: ~1e-7; 1e-3 still admits a calibration printed with 4-5 decimals, and its effect (a 0.1 %
+#: scale or shear) is a few millimetres at 3 m.
+ROTATION_ATOL = 1e-3
+#: Tolerance of the structural zeros and the 1 in ``K`` (its ``K[1, 0]`` relative to ``fy``).
+_K_ATOL = 1e-6
+
+
+class CameraValueError(ValueError):
+    """A camera parameter that does not describe a pinhole camera.
+
+    Attributes:
+        arg: the parameter, ``"K"``, ``"R"``, ``"t"`` or ``"dist"``.
+        index: the batch index of the first bad camera (``()`` for a single camera).
+        reason: what is wrong with it, with the values.
+    """
+
+    def __init__(self, arg: str, index: tuple[int, ...], reason: str) -> None:
+        where = f"{arg}[{', '.join(map(str, index))}]" if index else arg
+        super().__init__(f"{where}: {reason}")
+        self.arg, self.index, self.reason = arg, index, reason
+
+
+class Projection(NamedTuple):
+    """Result of :meth:`Camera.project_with_depth`."""
+
+    uv: torch.Tensor  # (..., N, 2) pixels; NaN where not in_front
+    depth: torch.Tensor  # (..., N) metres along the optical axis (camera z)
+    in_front: torch.Tensor  # (..., N) bool: depth > 0
 
 
 def _as_tensor(x, name: str, like: torch.Tensor | None = None,
@@ -79,11 +115,11 @@ class Camera:
     image_size: tuple[int, int]
 
     def __post_init__(self) -> None:
-        _check(self.K, "K", (3, 3))
-        _check(self.R, "R", (3, 3))
-        _check(self.t, "t", (3,))
+        _check(self.K, "K", (3, 3), finite=False)  # finiteness: _check_pinhole, one sync for all
+        _check(self.R, "R", (3, 3), finite=False)
+        _check(self.t, "t", (3,), finite=False)
         dist = self.dist if self.dist is not None else self.K.new_zeros(5)
-        _check(dist, "dist", (5,))
+        _check(dist, "dist", (5,), finite=False)
         for name in ("R", "t"):
             x = getattr(self, name)
             if x.dtype != self.K.dtype or x.device != self.K.device:
@@ -100,6 +136,8 @@ class Camera:
         object.__setattr__(self, "R", self.R.expand(*batch, 3, 3))
         object.__setattr__(self, "t", self.t.expand(*batch, 3))
         object.__setattr__(self, "dist", dist.to(self.K).expand(*batch, 5))
+        if not compiling():  # (vhakit.runtime)
+            _check_pinhole(self.K, self.R, self.t, self.dist)
         size = tuple(int(s) for s in self.image_size)
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"image_size must be (W, H) with positive ints, got {self.image_size}")
@@ -175,9 +213,32 @@ class Camera:
                 batch shape (a rig ``(V,)`` and points ``(N, 3)`` give ``(V, N, 2)``).
         Returns:
             ``(..., N, 2)`` pixel coordinates ``(u, v)``. Points at or behind the camera plane
-            (depth <= 0) give meaningless values; check ``world_to_camera(p)[..., 2] > 0``.
+            (depth <= 0) give meaningless values (a mirrored pixel, or NaN/inf at depth 0): use
+            :meth:`project_with_depth` where points may lie behind a camera.
+        """
+        return self._pixels(self.world_to_camera(points_world))
+
+    def project_with_depth(self, points_world: torch.Tensor) -> Projection:
+        """Project world points and say which ones the camera can see at all.
+
+        Args:
+            points_world: ``(..., N, 3)`` metres, broadcast as in :meth:`project`.
+        Returns:
+            :class:`Projection` ``(uv, depth, in_front)``: ``uv (..., N, 2)`` equals
+            :meth:`project` where ``in_front (..., N)`` (``depth > 0``) and is NaN elsewhere, so a
+            point behind the camera never passes for a pixel; ``depth (..., N)`` metres. Gradients
+            stay finite for every point (those behind the camera get zero).
         """
         p = self.world_to_camera(points_world)  # (..., N, 3)
+        depth = p[..., 2]  # (..., N)
+        in_front = depth > 0
+        ahead = p.new_tensor([0.0, 0.0, 1.0])  # stands in for the points behind: no 0 division
+        uv = self._pixels(torch.where(in_front[..., None], p, ahead))  # (..., N, 2)
+        return Projection(torch.where(in_front[..., None], uv, uv.new_tensor(math.nan)), depth,
+                          in_front)
+
+    def _pixels(self, p: torch.Tensor) -> torch.Tensor:
+        """Camera-frame points ``(..., N, 3)`` -> distorted pixels ``(..., N, 2)``."""
         xy = p[..., :2] / p[..., 2:]  # (..., N, 2) normalised image coordinates
         x, y = xy.unbind(-1)
         k1, k2, p1, p2, k3 = (c.unsqueeze(-1) for c in self.dist.unbind(-1))  # each (..., 1)
@@ -205,6 +266,45 @@ class Camera:
         """
         A = crop_resize_matrix(_as_tensor(bbox_xyxy, "bbox_xyxy", like=self.K), out_size)
         return replace(self, K=A @ self.K, image_size=tuple(out_size))
+
+
+@torch.no_grad()
+def _check_pinhole(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, dist: torch.Tensor) -> None:
+    """CameraValueError for the first camera of a batch whose ``K (..., 3, 3)``, ``R (..., 3, 3)``,
+    ``t (..., 3)`` or ``dist (..., 5)`` (one batch shape) is not a valid pinhole camera; one device
+    sync when all are valid."""
+    fx, fy = K[..., 0, 0], K[..., 1, 1]
+    last_row = (K[..., 2, :] - K.new_tensor([0.0, 0.0, 1.0])).abs().amax(-1)  # (...)
+    eye = torch.eye(3, dtype=R.dtype, device=R.device)
+    ortho = (R @ R.transpose(-1, -2) - eye).abs().flatten(-2).amax(-1)  # (...)
+    det = (torch.linalg.cross(R[..., 0, :], R[..., 1, :]) * R[..., 2, :]).sum(-1)  # (...)
+    checks = [  # (parameter, ok per camera, the reason given the camera's index)
+        ("K", torch.isfinite(K).flatten(-2).all(-1), lambda i: f"contains NaN or inf: {K[i].tolist()}"),
+        ("R", torch.isfinite(R).flatten(-2).all(-1), lambda i: f"contains NaN or inf: {R[i].tolist()}"),
+        ("t", torch.isfinite(t).all(-1), lambda i: f"contains NaN or inf: {t[i].tolist()}"),
+        ("dist", torch.isfinite(dist).all(-1), lambda i: f"contains NaN or inf: {dist[i].tolist()}"),
+        ("K", (fx > 0) & (fy > 0), lambda i: (
+            f"has focal lengths fx = K[0, 0] = {fx[i].item():g}, fy = K[1, 1] = {fy[i].item():g} "
+            "px; both must be positive (an all-zero or unset K?)")),
+        ("K", (last_row <= _K_ATOL) & (K[..., 1, 0].abs() <= _K_ATOL * fy.abs()), lambda i: (
+            f"is {K[i].tolist()}; an intrinsic matrix has K[1, 0] = 0 and last row (0, 0, 1): "
+            "divide K by K[2, 2], or transpose it if it was stored column-major")),
+        ("R", ortho <= ROTATION_ATOL, lambda i: (
+            f"is not a rotation: max |R R^T - I| = {ortho[i].item():.3g} > ROTATION_ATOL = "
+            f"{ROTATION_ATOL:g} (R = {R[i].tolist()}); pass the world-to-camera rotation "
+            "matrix, orthonormalised (e.g. with vhakit.rotations)")),
+        ("R", det > 0, lambda i: (
+            f"has determinant {det[i].item():.3g}; a rotation has +1 and this R is a "
+            "reflection (a left-handed camera or world frame?): convert it to OpenCV's "
+            "right-handed camera frame (x right, y down, z forward)")),
+    ]
+    ok = torch.stack([c[1].reshape(-1) for c in checks])  # (checks, cameras)
+    if bool(ok.all()):
+        return
+    for arg, good, reason in checks:
+        if not bool(good.all()):
+            index = tuple(int(j) for j in (~good).nonzero()[0]) if good.dim() else ()
+            raise CameraValueError(arg, index, reason(index))
 
 
 def crop_resize_matrix(bbox_xyxy: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:

@@ -146,6 +146,27 @@ def _compile_override(args: argparse.Namespace) -> dict:
     return {} if args.compile is None else {"compile": args.compile}
 
 
+def _steps(text: str) -> int:
+    """argparse type of ``--max-steps``: a whole number >= 1 (0 would mean "no limit" in
+    ``TrainConfig``, the opposite of "stop after 0 steps")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of steps, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}; leave the flag out to "
+                                         "train the preset's full budget")
+    return value
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start afresh in a used run folder: delete its checkpoints and logs "
+                            "(refused if it holds other files)")
+
+
 def _add_compile_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", choices=("off", "on", "auto"), default=None,
                    help="torch.compile the training step: auto = on CUDA only (default: the "
@@ -245,9 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
     p.add_argument("--data", default=None, help="dataset folder (default: the prior_pool split)")
     p.add_argument("--out", default="runs/vha", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in a used --out")
-    p.add_argument("--max-steps", type=int, default=None,
+    _add_run_flags(p)
+    p.add_argument("--max-steps", type=_steps, default=None, metavar="N",
                    help="stop after this many steps in total (default: the preset's budget)")
     _add_compile_flag(p)
     p.set_defaults(func=_cmd_train_vha)
@@ -260,8 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trained VHA run folder or checkpoint (vhakit train-vha)")
     p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
     p.add_argument("--out", default="runs/bcp", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in a used run folder")
+    _add_run_flags(p)
     p.add_argument("--no-code-loss", action="store_true", help="drop the latent-code L1 (Table 1)")
     p.add_argument("--no-vertex-loss", action="store_true", help="drop the vertex L1 (Table 1)")
     p.add_argument("--no-init", action="store_true",
@@ -274,8 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-view dataset folder (vhakit make-data)")
     p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
     p.add_argument("--out", default="runs/baseline", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
-    p.add_argument("--overwrite", action="store_true", help="start afresh in a used run folder")
+    _add_run_flags(p)
     _add_compile_flag(p)
     p.set_defaults(func=_cmd_train_baseline)
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")

@@ -14,9 +14,12 @@ metrics`` (:class:`Task`). The trainer owns everything else:
   (``eval_every`` steps or each epoch) in ``metrics.csv`` and ``metrics.json``; see
   :func:`plot_history`.
 * Checkpoints (``last.pt``, and ``best.pt`` for the best evaluation) holding the model, the
-  optimiser, the RNG states, the position (epoch, batch within the epoch, step), the history and
-  the run's configuration. Written atomically: a temporary file in the same folder, fsync, then
-  ``os.replace``; a crash leaves either the old or the new file, never a torn one.
+  optimiser, the RNG states, the position (epoch, batch within the epoch, step), the history, the
+  run's configuration and its run id. Written atomically: a temporary file in the same folder,
+  fsync, then ``os.replace``; a crash leaves either the old or the new file, never a torn one.
+* A run folder holds only :data:`RUN_FILES`. ``overwrite=True`` deletes them (and refuses while
+  the folder holds anything else); :func:`read_run` takes ``best.pt`` only when it records the
+  same run id as ``last.pt``, so a best model of an earlier run is never read as this run's.
 * ``resume=True`` continues exactly: the same weights as a run that was never interrupted. The
   sample order of epoch ``e`` is a permutation seeded by ``seed + e`` (``DistributedSampler``), so
   a mid-epoch resume skips the batches already done; augmentation is drawn per sample from
@@ -56,13 +59,17 @@ from vhakit.runtime import default_device
 __all__ = ["Task", "StepContext", "VHATask", "TrainResult", "fit", "train_vha", "load_vha",
            "save_checkpoint", "load_checkpoint", "check_compatible", "augment_params",
            "rotate_about_y", "plot_history", "lr_at", "evaluate_vha", "vha_test_sets",
-           "CHECKPOINT_FORMAT"]
+           "read_run", "CHECKPOINT_FORMAT", "RUN_FILES"]
 
 CHECKPOINT_FORMAT = "vhakit-checkpoint-1"
 # Settings that may change when resuming: they do not change what the run computes.
 RESUME_MUTABLE = {"train.epochs", "train.max_steps", "train.log_every", "train.eval_every",
                   "train.save_every", "train.device", "train.num_workers", "train.channels_last",
                   "train.compile"}
+#: Every file a training run writes into its folder: the checkpoints and the history (``fit``) and
+#: the marker of a finished cached run (``done.json``, :mod:`vhakit.pipeline`). ``overwrite=True``
+#: deletes exactly these, plus their temporary files (``.NAME.*.tmp``) left by a crash.
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv", "metrics.json", "done.json")
 
 
 # ----------------------------------------------------------------------------- task protocol
@@ -411,37 +418,67 @@ def fit(model: torch.nn.Module, task: Task, train_data: Dataset, config: TrainCo
         out_dir: checkpoints and metrics go here.
         eval_data: evaluated every ``config.eval_every`` steps (0: after every epoch).
         resume: continue from ``out_dir/last.pt`` if it exists (exactly); it must have been
-            written with the same ``run_config`` (except ``RESUME_MUTABLE`` settings).
-        overwrite: start afresh even if ``out_dir`` holds a checkpoint (default: FileExistsError).
+            written with the same ``run_config`` (except ``RESUME_MUTABLE`` settings). Without
+            ``last.pt`` a new run starts, and the files of the run that wrote none are deleted.
+        overwrite: start afresh in a used ``out_dir``: its :data:`RUN_FILES` are deleted first.
+            Without it, a folder holding any of them is a FileExistsError; with it, a folder that
+            also holds other files is one (nothing is deleted then).
         run_config: everything that defines the run, stored in the checkpoint and compared on
             resume; default ``{"train": config}``.
         progress: tqdm bars (rank 0 only).
     """
     out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError(f"resume=True continues the run in {out_dir} and overwrite=True deletes "
+                         "it; pass only one of them")
     run_config = {**(run_config or {"train": config_dict(config)}), "task": task.name}
     ckpt_path = out_dir / "last.pt"
-    if ckpt_path.exists() and not resume and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a checkpoint; pass resume=True to continue "
-                              "it, overwrite=True to start afresh, or choose another out_dir")
+    # A new run (no resume, or nothing to resume from) starts in a folder free of an earlier
+    # run's files: rank 0 deletes these before training.
+    stale = [] if resume and ckpt_path.exists() else _run_files(out_dir)
+    if stale and not (resume or overwrite):
+        raise FileExistsError(f"{out_dir} already holds a run ({', '.join(p.name for p in stale)});"
+                              " pass resume=True to continue it, overwrite=True to start afresh, "
+                              "or choose another out_dir")
+    if stale and overwrite:
+        other = sorted(p.name for p in out_dir.iterdir() if p not in stale)
+        if other:
+            raise FileExistsError(
+                f"{out_dir} holds files a training run does not write ({', '.join(other[:5])}"
+                f"{', ...' if len(other) > 5 else ''}); overwrite=True deletes only "
+                f"{', '.join(RUN_FILES)}. Move the other files out of {out_dir}, or choose "
+                "another out_dir")
     env = _setup_dist(config)
     det_before = torch.are_deterministic_algorithms_enabled()
     try:
         return _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, resume,
-                    run_config, progress)
+                    run_config, progress, stale)
     finally:
         torch.use_deterministic_algorithms(det_before)
         if env.owns_group:
             dist.destroy_process_group()
 
 
+def _run_files(out_dir: Path) -> list[Path]:
+    """The :data:`RUN_FILES` in ``out_dir`` and their temporary files, ``[]`` if it is absent."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p for p in out_dir.iterdir() if p.name in RUN_FILES or (
+        p.name.startswith(".") and p.name.endswith(".tmp")
+        and any(p.name.startswith(f".{name}.") for name in RUN_FILES)))
+
+
 def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, resume,
-         run_config, progress) -> TrainResult:
+         run_config, progress, stale) -> TrainResult:
     from tqdm.auto import tqdm
 
     if env.main:
+        for path in stale:
+            path.unlink(missing_ok=True)
         out_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in out_dir.glob(".*.tmp"):  # left by a crash during a save
-            tmp.unlink(missing_ok=True)
+        for tmp in _run_files(out_dir):  # temporary files left by a crash during a save
+            if tmp.name.endswith(".tmp"):
+                tmp.unlink(missing_ok=True)
     if config.batch_size % env.world:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the number of "
                          f"processes ({env.world})")
@@ -457,8 +494,10 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         channels_last_3d(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     epoch, skip, step, history, best = 0, 0, 0, [], None
+    run_id = uuid.uuid4().hex  # in every checkpoint; a resumed run keeps its id
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, map_location=device)
+        run_id = ckpt.get("run_id") or run_id
         check_compatible(ckpt["run_config"], json.loads(json.dumps(run_config)), ckpt_path)
         try:
             model.load_state_dict(ckpt["model"])
@@ -472,7 +511,8 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         if env.main:
             _write_history(out_dir, history)  # drop rows logged after the checkpoint
     elif resume and env.main:
-        print(f"resume: no checkpoint in {out_dir}; starting a new run")
+        deleted = f" (deleted {', '.join(p.name for p in stale)})" if stale else ""
+        print(f"resume: no checkpoint in {out_dir}; starting a new run{deleted}")
     net = model
     if env.world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -504,7 +544,7 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         ep, b = (epoch + 1, 0) if skip >= steps_per_epoch else (epoch, skip)
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": _rng_state(), "position": {"epoch": ep, "batch": b, "step": step},
-                "history": history, "best": best, "run_config": run_config}
+                "history": history, "best": best, "run_config": run_config, "run_id": run_id}
 
     def evaluate() -> None:
         nonlocal best
@@ -713,11 +753,23 @@ def evaluate_vha(model: torch.nn.Module, datasets: dict[str, Dataset] | Dataset,
 
 def read_run(path: str | os.PathLike, task: str | None = None) -> tuple[Path, dict]:
     """Load the checkpoint of a run: ``path`` is a checkpoint file, or a run folder (its
-    ``best.pt`` if present, else ``last.pt``). With ``task`` given, a checkpoint of another task
+    ``best.pt`` if it records the same run id as ``last.pt``, else ``last.pt``; a ``best.pt`` of
+    another run is skipped with a warning). With ``task`` given, a checkpoint of another task
     is a ValueError. Returns ``(checkpoint path, checkpoint dict)``."""
     path = Path(path)
     if path.is_dir():
-        path = path / "best.pt" if (path / "best.pt").exists() else path / "last.pt"
+        best, last = path / "best.pt", path / "last.pt"
+        path = last
+        if best.exists() and not last.exists():
+            path = best
+        elif best.exists():
+            ids = _run_id(best), _run_id(last)
+            if ids[0] is not None and ids[0] == ids[1]:
+                path = best
+            else:
+                warnings.warn(f"{best} is not from the run that wrote {last} (run ids "
+                              f"{ids[0]} and {ids[1]}); using last.pt. Pass {best} itself to "
+                              "load it anyway", stacklevel=2)
     ckpt = load_checkpoint(path)
     found = ckpt["run_config"].get("task")
     if task is not None and found != task:
@@ -725,9 +777,20 @@ def read_run(path: str | os.PathLike, task: str | None = None) -> tuple[Path, di
     return path, ckpt
 
 
+def _run_id(path: Path) -> str | None:
+    """The run id a checkpoint records (None if it has none or cannot be read); memory-mapped,
+    so the weights are not read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # unreadable: load_checkpoint reports it when the file is loaded
+        return None
+    return ckpt.get("run_id") if isinstance(ckpt, dict) else None
+
+
 def load_vha(path: str | os.PathLike, device: str | torch.device | None = None):
     """The trained :class:`~vhakit.models.vha.VHA` in a checkpoint (``last.pt`` / ``best.pt``, or
-    a run folder: its ``best.pt`` if present, else ``last.pt``), in eval mode."""
+    a run folder: its ``best.pt`` if from the same run as ``last.pt``, see :func:`read_run`), in
+    eval mode."""
     from vhakit.config import VHAConfig
     from vhakit.models.vha import VHA
 

@@ -146,7 +146,23 @@ class MultiViewDataset(MeshDataset):
         sel = torch.as_tensor(self.views)
         for key in ("K", "R", "t", "dist", "visibility"):
             self.arrays[key] = torch.as_tensor(_finite_array(info, key).astype(np.float32))[:, sel]
+        self._check_cameras(info.meta.get("frame_names") or [])
         self.frame_index = torch.arange(len(self))
+
+    def _check_cameras(self, frame_names: list[str]) -> None:
+        """DatasetCorrupt naming the file, frame and view of the first camera that is not a
+        pinhole camera (a zero focal length, a non-rotation R; see :mod:`vhakit.camera`)."""
+        from vhakit.camera import Camera, CameraValueError
+
+        try:
+            Camera(K=self.arrays["K"], R=self.arrays["R"], t=self.arrays["t"],
+                   dist=self.arrays["dist"], image_size=(1, 1))  # (F, V) cameras
+        except CameraValueError as err:
+            frame, view = err.index
+            name = f" ({frame_names[frame]})" if frame < len(frame_names) else ""
+            raise DatasetCorrupt(f"{self.root / 'arrays' / f'{err.arg}.npy'}: frame {frame}{name}, "
+                                 f"view {self.views[view]}: {err.arg} {err.reason}; repair it or "
+                                 f"rebuild {self.root}") from err
 
     def subset(self, indices) -> "MultiViewDataset":
         out = super().subset(indices)
