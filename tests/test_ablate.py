@@ -9,6 +9,7 @@ import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vhakit import ablate, pipeline
@@ -345,7 +346,12 @@ def test_claims_verdicts_against_hand_computation(tmp_path, monkeypatch):
     assert code["kit"] == pytest.approx(20.0)
     assert code["se"] == pytest.approx(math.sqrt(39 / 3 + 39 / 3))  # per-cell std sqrt(39)
     assert code["paper"] == pytest.approx(24.0 - 25.1) and code["verdict"] == "no"
+    # Welch with equal spreads and n = 3 each: dof = 4, t = 20 / sqrt(26)
+    assert code["t"] == pytest.approx(20 / math.sqrt(26)) and code["dof"] == pytest.approx(4.0)
+    assert code["p"] == pytest.approx(0.01717, abs=1e-4) and code["n"] == [3, 3]
+    assert code["conditions"] == ["vertex + code | h36m_like", "vertex | h36m_like"]
     assert "| no |" in claims_markdown(result) and "-1.1 mm" in claims_markdown(result)
+    assert "| +3.92 | 4.0 | 0.017 | 3/3 | no |" in claims_markdown(result)
 
     def prior_helps(spec, cache_dir, progress=True):  # big, seed-independent gains
         out = fake_metrics(replace(spec, seed=0))
@@ -358,7 +364,9 @@ def test_claims_verdicts_against_hand_computation(tmp_path, monkeypatch):
     assert [c["kit"] for c in check_claims(good)] == pytest.approx([-30.0, -10.0, -40.0, -30.0])
     assert [c["verdict"] for c in check_claims(good)] == ["yes"] * 4
     one = run_sweep("1", "tiny", 1, tmp_path / "g", None, prior_helps, progress=False)
-    assert check_claims(one)[0]["verdict"] == "weak" and math.isnan(check_claims(one)[0]["se"])
+    first = check_claims(one)[0]  # one seed: no spread, no test
+    assert first["verdict"] == "not shown" and first["n"] == [1, 1]
+    assert all(math.isnan(first[k]) for k in ("se", "t", "dof", "p"))
     eff = run_sweep("efficiency", "tiny", 1, tmp_path, None, CountingRunner(), progress=False)
     # smallest fraction 0.03: vha_bcp 181 + 3 vs baseline 186 + 3 -> -5; gap at 100 %: -5 too.
     assert [c["kit"] for c in check_claims(eff)] == [pytest.approx(-5.0), pytest.approx(0.0)]
@@ -429,3 +437,220 @@ def test_reloading_a_sweep_leaves_its_files_untouched(tmp_path):
     assert json.loads((res / "data_efficiency.json").read_text())["created_utc"] == stamp
     run_sweep("efficiency", "tiny", 2, tmp_path / "cache", res, CountingRunner(), progress=False)
     assert all(f.stat().st_mtime_ns != 1 for f in files)  # new results: every file rewritten
+
+
+def test_welch_contrast_equals_scipys_ttest_ind():
+    """Two conditions: exactly Welch's two-sample test (scipy as the independent reference)."""
+    from scipy import stats
+
+    from vhakit.ablate_claims import welch_contrast
+
+    a = np.array([101.3, 97.2, 104.8])
+    b = np.array([92.0, 99.5, 94.1, 90.2, 96.6])
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    got = welch_contrast((1, -1), (a.mean(), b.mean()), (a.std(ddof=1), b.std(ddof=1)),
+                         (len(a), len(b)))
+    assert got["estimate"] == pytest.approx(a.mean() - b.mean())
+    assert got["t"] == pytest.approx(ref.statistic, rel=1e-12)
+    assert got["p"] == pytest.approx(ref.pvalue, rel=1e-10)
+    assert got["dof"] == pytest.approx(ref.df, rel=1e-12)
+    assert got["se"] == pytest.approx(math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 5))
+    assert math.isnan(welch_contrast((1, -1), (1.0, 2.0), (1.0, math.nan), (3, 1))["p"])
+
+
+def test_welch_contrast_of_four_means_against_a_loop_reference():
+    """A difference of gains: Welch-Satterthwaite degrees of freedom, written out naively; and
+    two extra conditions measured almost exactly leave the two-sample test."""
+    from scipy import stats
+
+    from vhakit.ablate_claims import welch_contrast
+
+    rng = np.random.default_rng(3)
+    groups = [rng.normal(mu, sd, n) for mu, sd, n in ((20, 2, 3), (26, 4, 3), (22, 1, 5),
+                                                        (23, 3, 4))]
+    coefs = (1, -1, -1, 1)
+    estimate, var, denom = 0.0, 0.0, 0.0
+    for c, g in zip(coefs, groups, strict=True):
+        term = c * c * g.var(ddof=1) / len(g)
+        estimate += c * g.mean()
+        var += term
+        denom += term ** 2 / (len(g) - 1)
+    dof = var ** 2 / denom
+    t = estimate / math.sqrt(var)
+    got = welch_contrast(coefs, [g.mean() for g in groups], [g.std(ddof=1) for g in groups],
+                         [len(g) for g in groups])
+    assert got["t"] == pytest.approx(t) and got["dof"] == pytest.approx(dof)
+    assert got["p"] == pytest.approx(2 * stats.t.sf(abs(t), dof))
+    assert 2 < got["dof"] < 15  # between the smallest group's and the pooled dof
+    a, b = groups[:2]
+    near = welch_contrast(coefs, [a.mean(), b.mean(), 0.0, 0.0],
+                          [a.std(ddof=1), b.std(ddof=1), 1e-9, 1e-9], [3, 3, 10**6, 10**6])
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    assert near["p"] == pytest.approx(ref.pvalue, rel=1e-6)
+    assert near["dof"] == pytest.approx(ref.df, rel=1e-6)
+
+
+def test_two_standard_errors_with_three_seeds_is_not_shown(tmp_path):
+    """A difference of 2.4 standard errors over 3 seeds per condition was "reproduced" under the
+    2-s.e. rule; Welch's test (dof 4, p about 0.07) does not show it."""
+    from scipy import stats
+
+    from vhakit.ablate_claims import check_claims
+
+    def noisy(spec, cache_dir, progress=True):  # spread 1 in every cell, seeds -1, 0, +1
+        out = fake_metrics(replace(spec, seed=0))
+        gain = 1.96 if spec.use_code_loss and not spec.init_from_vha else 0.0
+        return {s: {k: (v - 20.0 * spec.use_code_loss - gain + (spec.seed - 1.0)
+                        if k == "mpve_mm" else v) for k, v in m.items()}
+                for s, m in out.items()}
+
+    result = run_sweep("1", "tiny", 3, tmp_path, None, noisy, progress=False)
+    claim = check_claims(result)[0]  # code loss helps: vertex + code < vertex
+    assert claim["kit"] == pytest.approx(-1.96) and claim["se"] == pytest.approx(math.sqrt(2 / 3))
+    assert -claim["kit"] > 2 * claim["se"]  # "yes" under the 2-s.e. rule
+    values = {row: [r["metrics"]["h36m_like"]["mpve_mm"] for r in result.runs
+                    if (r["spec"]["use_code_loss"], r["spec"]["init_from_vha"],
+                        r["spec"]["use_vertex_loss"]) == sw]
+              for row, sw in (("vertex + code", (True, False, True)),
+                              ("vertex", (False, False, True)))}
+    ref = stats.ttest_ind(values["vertex + code"], values["vertex"], equal_var=False)
+    assert claim["p"] == pytest.approx(ref.pvalue) and claim["t"] == pytest.approx(ref.statistic)
+    assert 0.05 < claim["p"] < 0.12 and claim["verdict"] == "not shown"
+
+
+def test_every_claim_keeps_the_papers_direction():
+    """Each claim says "< 0"; where the paper has numbers its own combination is negative."""
+    from vhakit.ablate_claims import CLAIMS
+    from vhakit.ablate_report import paper_numbers
+
+    checked = 0
+    for table, claims in CLAIMS.items():
+        for claim in claims:
+            numbers = [paper_numbers(table, row, column) for _, row, column in claim.terms]
+            if all(numbers):
+                value = sum(c * n[claim.metric]
+                            for (c, _, _), n in zip(claim.terms, numbers, strict=True))
+                assert value < 0, claim.text
+                checked += 1
+    assert checked == 9  # Table 1's four, Table 2's five (real_mocap has no paper number)
+
+
+def test_claims_rows_carry_the_test_in_json_and_markdown(tmp_path):
+    res = tmp_path / "res"
+    result = run_sweep("2", "tiny", 2, tmp_path / "c", res, CountingRunner(), progress=False)
+    data = json.loads((res / "table2.json").read_text())
+    assert data["protocol"] == ablate.PROTOCOL and data["vha_per_seed"] is True
+    assert data["budget"]["epochs"] == 6.0 and data["budget"]["min_steps"] == 300
+    assert len(data["claims"]) == 6
+    for claim in data["claims"]:
+        assert {"t", "dof", "p", "n", "verdict", "kit", "se"} <= set(claim)
+        assert claim["verdict"] in ("yes", "no", "not shown")
+    gain = data["claims"][2]  # a contrast of four means
+    assert gain["n"] == [2, 2, 2, 2] and len(gain["conditions"]) == 4
+    assert "| t | dof | p | n per condition |" in result.markdown
+    assert "Welch" in result.markdown and "weak" not in result.markdown
+    assert f"Protocol: {ablate.PROTOCOL}." in result.markdown
+
+
+def test_more_seeds_train_only_the_new_ones(tmp_path):
+    run_sweep("1", "tiny", 3, tmp_path, None, CountingRunner(), progress=False)
+    more = CountingRunner()
+    result = run_sweep("1", "tiny", 5, tmp_path, None, more, progress=False)
+    assert sorted({s.seed for s in more.calls}) == [3, 4] and len(more.calls) == 10
+    from vhakit.ablate_claims import check_claims
+
+    assert all(c["n"] == [5, 5] for c in check_claims(result))
+    assert result.value("vertex", "h36m_like")[2] == 5
+
+
+def test_records_name_their_prior_and_the_markdown_shows_who_shares(tmp_path):
+    per_seed = run_sweep("2", "tiny", 2, tmp_path, None, CountingRunner(), progress=False)
+    assert all(c.spec.vha_per_seed for c in per_seed.cells)
+    keys = {(r["spec"]["method"], r["spec"]["vha_prior"], r["spec"]["train_split"], r["seed"]):
+            r["vha_key"] for r in per_seed.runs}
+    assert keys[("vha_bcp", "pool", "h36m_like", 0)] == "tiny-pool-h36m_like-s0"
+    assert keys[("vha_bcp", "pool", "h36m_like", 1)] == "tiny-pool-h36m_like-s1"
+    assert keys[("baseline", "pool", "h36m_like", 1)] is None
+    assert "| pool-h36m_like-s0/1 |" in per_seed.markdown
+    assert "| train_only-lightstage_like-s0/1 |" in per_seed.markdown
+    shared = run_sweep("2", "tiny", 2, tmp_path, None, CountingRunner(), progress=False,
+                       vha_per_seed=False)
+    assert not any(c.spec.vha_per_seed for c in shared.cells)
+    assert {r["vha_key"] for r in shared.runs if r["spec"]["method"] == "vha_bcp"} == {
+        f"tiny-{p}-{s}-s0" for p in ("pool", "train_only")
+        for s in ("h36m_like", "lightstage_like")}
+    assert "| pool-h36m_like-s0 (shared by 2 runs) |" in shared.markdown
+    cells = json.loads(json.dumps(ablate_report_payload(shared)))["cells"]
+    assert [r["vha_key"] for r in cells[-1]["runs"]] == ["tiny-pool-h36m_like-s0"] * 2
+
+
+def ablate_report_payload(result):
+    from vhakit.ablate_report import _json_payload
+
+    return _json_payload(result)
+
+
+def recording_runner(spec, cache_dir, progress=True):
+    """Like run_experiment: stores a training record (steps by the tiny budget's rule) beside
+    the metrics in the run's result.json."""
+    frames = max(1, round(210 * spec.train_fraction))
+    plan = pipeline.predictor_plan(spec, pipeline.get_budget(spec.preset), frames)
+    path = Path(cache_dir) / pipeline.run_tag(spec) / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"metrics": fake_metrics(spec),
+                                "training": {"predictor": {"plan": plan}, "vha": None}}))
+    return fake_metrics(spec)
+
+
+def test_efficiency_rows_record_steps_epochs_and_samples(tmp_path):
+    res = tmp_path / "res"
+    result = run_sweep("efficiency", "tiny", 2, tmp_path / "c", res, recording_runner,
+                       progress=False)
+    data = json.loads((res / "data_efficiency.json").read_text())
+    by_cell = {(c["row"], c["column"]): c["runs"] for c in data["cells"]}
+    full, small = by_cell[("VHA+BCP", "1")], by_cell[("VHA+BCP", "0.03")]
+    assert [(r["steps"], r["epochs"], r["samples"]) for r in full] == [(630, 6.0, 1260)] * 2
+    assert [(r["steps"], r["epochs"], r["samples"]) for r in small] == [(300, 100.0, 600)] * 2
+    assert [r["vha_key"] for r in small] == ["tiny-pool-h36m_like-f0.03-s0",
+                                             "tiny-pool-h36m_like-f0.03-s1"]
+    assert "| 630 (6 ep) | 630 (6 ep) |" in result.markdown
+    assert "| 300 (100 ep) | 300 (100 ep) |" in result.markdown
+    assert "max(6.0 epochs, 300 steps)" in result.markdown
+    rows = list(csv.DictReader((res / "data_efficiency.csv").open()))
+    row = next(r for r in rows if r["row"] == "VHA+BCP" and r["column"] == "0.03")
+    assert (row["steps"], row["epochs"], row["samples"]) == ("300/300", "100/100", "600/600")
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize("folder", ["", "tiny"])
+@pytest.mark.parametrize("table, stem", [("1", "table1"), ("2", "table2"),
+                                         ("efficiency", "data_efficiency")])
+def test_committed_v1_sweeps_reload_as_saved(tmp_path, folder, table, stem):
+    """The committed sweeps predate the current protocol: reloading them shows their numbers
+    (no training, no file rewritten) under their v1 stamp, claims re-tested."""
+    committed = COMMITTED / folder
+    saved = json.loads((committed / f"{stem}.json").read_text())
+    assert saved["protocol"].startswith("v1 (before issue-19 fixes")
+    assert "protocol: v1" in (committed / f"{stem}.md").read_text()
+    res = tmp_path / "res"
+    res.mkdir()
+    for f in committed.glob(f"{stem}.*"):
+        (res / f.name).write_bytes(f.read_bytes())
+    before = {f.name: f.read_bytes() for f in res.iterdir()}
+    runner = CountingRunner()
+    with pytest.warns(UserWarning, match="protocol"):
+        result = load_or_run(table, saved["preset"], len(saved["seeds"]), tmp_path / "cache",
+                             res, runner, progress=False)
+    assert runner.calls == [] and not list((tmp_path / "cache").glob("*"))
+    assert {f.name: f.read_bytes() for f in res.iterdir()} == before
+    assert result.protocol == saved["protocol"] and "v1" in result.markdown
+    for entry in saved["summary"]:
+        mean = result.value(entry["row"], entry["column"], entry["metric"])[0]
+        assert mean == pytest.approx(entry["mean"], rel=1e-12)
+    assert "Welch" in result.markdown and "| reproduced? |" in result.markdown
+    # a sweep the file does not hold (more seeds) runs afresh, none of its v1 runs reused
+    fresh = CountingRunner()
+    load_or_run(table, saved["preset"], 1, tmp_path / "cache", res, fresh, progress=False)
+    assert len(fresh.calls) == len({c.spec for c in result.cells})

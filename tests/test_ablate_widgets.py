@@ -83,5 +83,33 @@ def test_run_rows_reads_one_split():
                {"key": "b", "spec": spec_fields, "metrics": {"y": {}}}]
     assert run_rows(records, "x") == [{
         "key": "a", "method": "vha_bcp", "vertex": True, "code": False, "pretrain": True,
-        "fraction": 0.3, "prior": "pool", "seed": 1, "mpjpe_mm": 1.0, "mpve_mm": 2.0,
-        "angle_deg": 3.0, "standin": False}]
+        "fraction": 0.3, "prior": "pool", "vha_key": None, "seed": 1, "mpjpe_mm": 1.0,
+        "mpve_mm": 2.0, "angle_deg": 3.0, "standin": False}]
+
+
+def test_panel_tests_table1s_claims_over_the_cached_seeds(tmp_path):
+    """The claims table: Welch's t, dof, p and seeds per condition of Table 1's claims, the same
+    numbers as the sweep's, updated as runs of new seeds land in the cache."""
+    from vhakit.ablate_claims import check_claims
+
+    sweep = run_sweep("1", "tiny", 3, tmp_path, None, CountingRunner(), progress=False)
+    runner = CountingRunner()
+    panel = AblationPanel(runner=runner, cache_dir=tmp_path, preset="tiny")
+    assert runner.calls == []
+    rows = re.findall(r'<tr data-verdict="([^"]+)" data-p="([^"]+)">(.*?)</tr>',
+                      panel.claims.value)
+    expected = check_claims(sweep)
+    assert [v for v, _, _ in rows] == [c["verdict"] for c in expected]
+    for (_, p, cells), claim in zip(rows, expected, strict=True):
+        assert float(p) == pytest.approx(claim["p"])
+        assert f"<td>{claim['t']:+.2f}</td><td>{claim['dof']:.1f}</td>" in cells
+        assert "<td>3/3</td>" in cells
+    assert "prior" in panel.table.value and "pool-h36m_like-s2" in panel.table.value
+    assert panel.claims.value in panel._repr_mimebundle_()["text/html"]
+    panel.seed_select.value = 3  # a fourth seed of the full model: its condition has n = 4
+    for name in panel.boxes:
+        panel.boxes[name].value = True
+    panel.run()
+    assert runner.calls == [panel.spec()] and panel.spec().vha_per_seed
+    assert "<td>4/3</td>" in panel.claims.value or "<td>3/4</td>" in panel.claims.value
+    panel.close()

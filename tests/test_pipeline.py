@@ -59,8 +59,13 @@ def test_train_subsets_are_nested_and_sized():
 
 
 def test_fast_mode_swaps_the_budget(monkeypatch):
+    from vhakit import pipeline
+
     monkeypatch.setenv("VHAKIT_FAST", "1")
-    assert get_budget("teaching").bcp_steps <= 20
+    fast = get_budget("teaching")
+    assert fast.min_steps <= 20 and fast.max_frames == 48
+    # 48 frames at the tiny batch of 2: 0.2 epochs = 5 steps, the floor makes it 10
+    assert pipeline.predictor_plan(ExperimentSpec(preset="tiny"), fast, 48)["steps"] == 10
     monkeypatch.setenv("VHAKIT_FAST", "0")
     assert get_budget("teaching").data_preset == "teaching"
     with pytest.raises(ValueError, match="preset"):
@@ -117,7 +122,7 @@ def test_changing_a_preset_changes_the_cache_folder(monkeypatch):
     assert pipeline.run_tag(spec).startswith("fast-")
 
 
-def test_vha_hash_ignores_bcp_settings_and_shared_vha_seed(monkeypatch):
+def test_vha_hash_ignores_bcp_settings(monkeypatch):
     from vhakit import config, pipeline
 
     monkeypatch.delenv("VHAKIT_FAST", raising=False)
@@ -129,6 +134,126 @@ def test_vha_hash_ignores_bcp_settings_and_shared_vha_seed(monkeypatch):
     assert pipeline.recipe_hash("tiny", "vha") != vha
     with pytest.raises(ValueError, match="stage"):
         pipeline.recipe_hash("tiny", "bcp")
-    assert pipeline.Budget().vha_seed(2) == 2  # a prior per seed
-    assert pipeline.Budget(shared_vha_seed=0).vha_seed(2) == 0  # one prior for all seeds
-    assert pipeline.get_budget("teaching").vha_seed(1) == 0
+
+
+def test_vha_per_seed_gives_each_seed_its_own_prior(tmp_path):
+    """On: two seeds decode through two VHAs (two cache folders); off: they share seed 0's."""
+    from vhakit import pipeline
+
+    on = [ExperimentSpec(preset="tiny", seed=s) for s in (0, 1)]
+    off = [ExperimentSpec(preset="tiny", seed=s, vha_per_seed=False) for s in (0, 1)]
+    assert ExperimentSpec().vha_per_seed is True
+    assert [s.vha_seed for s in on] == [0, 1] and [s.vha_seed for s in off] == [0, 0]
+    assert pipeline.vha_key(on[0]) != pipeline.vha_key(on[1])
+    assert pipeline.vha_dir(on[0], tmp_path) != pipeline.vha_dir(on[1], tmp_path)
+    assert pipeline.vha_key(off[0]) == pipeline.vha_key(off[1]) == pipeline.vha_key(on[0])
+    assert pipeline.vha_dir(off[0], tmp_path) == pipeline.vha_dir(off[1], tmp_path)
+    assert pipeline.vha_key(on[1]) == "tiny-pool-h36m_like-s1"
+    # the curve's subsets have their own priors; the baseline has none
+    assert pipeline.vha_key(ExperimentSpec(preset="tiny", train_fraction=0.03)) == \
+        "tiny-pool-h36m_like-f0.03-s0"
+    assert pipeline.vha_key(ExperimentSpec(method="baseline")) is None
+    with pytest.raises(TypeError, match="vha_per_seed"):
+        ExperimentSpec(vha_per_seed=1)
+
+
+def test_training_plan_epochs_with_a_step_floor(monkeypatch):
+    from vhakit.pipeline import predictor_plan, training_plan
+
+    monkeypatch.delenv("VHAKIT_FAST", raising=False)  # CI runs the suite in fast mode
+    tiny = get_budget("tiny")
+    assert (tiny.epochs, tiny.min_steps) == (6.0, 300)
+    full = ExperimentSpec(preset="tiny")
+    small = ExperimentSpec(preset="tiny", train_fraction=0.03)
+    # tiny h36m_like train: 210 frames at batch 2 -> 105 steps per epoch; 6 epochs = 630 steps.
+    assert predictor_plan(full, tiny, 210) == {"frames": 210, "batch_size": 2,
+                                               "steps_per_epoch": 105, "steps": 630,
+                                               "epochs": 6.0, "samples": 1260}
+    # 3 %: 6 frames, 3 steps per epoch; 6 epochs would be 18 steps, the floor makes it 300.
+    plan = predictor_plan(small, tiny, 6)
+    assert (plan["steps"], plan["epochs"], plan["samples"]) == (300, 100.0, 600)
+    assert predictor_plan(ExperimentSpec(method="baseline", preset="tiny"), tiny, 210)["steps"] \
+        == 630  # the baseline follows the same rule
+    teaching = get_budget("teaching")  # 2100 frames at batch 3: 2 epochs = 1400 steps
+    assert predictor_plan(ExperimentSpec(), teaching, 2100)["steps"] == 1400
+    assert predictor_plan(ExperimentSpec(), teaching, 63)["steps"] == 600
+    assert training_plan(7, 2, 1.5)["steps"] == 5  # ceil(1.5 * 3)
+    assert training_plan(100, 10, 5, max_steps=20)["steps"] == 20
+    with pytest.raises(ValueError, match="one batch"):
+        training_plan(1, 2, 6)
+
+
+class _FakeFrames:
+    """Stands in for a MultiViewDataset of ``n`` frames (length and subsets only)."""
+
+    def __init__(self, root, n=210):
+        self.root, self.n = root, n
+
+    def __len__(self):
+        return self.n
+
+    def subset(self, indices):
+        return _FakeFrames(self.root, len(indices))
+
+
+@pytest.mark.parametrize("fraction, steps, epochs", [(1.0, 630, 6.0), (0.03, 300, 100.0)])
+def test_predictor_trains_its_plan_and_records_it(tmp_path, monkeypatch, fraction, steps, epochs):
+    from vhakit import pipeline, train_bcp
+    from vhakit.data import datasets
+
+    monkeypatch.delenv("VHAKIT_FAST", raising=False)
+    monkeypatch.setattr(pipeline, "_dataset", lambda *args: tmp_path / "data")
+    monkeypatch.setattr(datasets, "MultiViewDataset", _FakeFrames)
+    seen = {}
+
+    class Trained:
+        model = torch.nn.Linear(1, 1)
+
+    def fake_train(preset, train, out, **kwargs):
+        seen.update(frames=len(train), **kwargs)
+        return Trained()
+
+    monkeypatch.setattr(train_bcp, "train_baseline", fake_train)
+    spec = ExperimentSpec(method="baseline", preset="tiny", train_fraction=fraction)
+    _, out = pipeline.train_predictor(spec, tmp_path, get_budget("tiny"), False)
+    assert seen["frames"] == (210 if fraction == 1.0 else 6)
+    assert seen["max_steps"] == steps
+    record = pipeline.training_record(spec, tmp_path)
+    plan = record["predictor"]["plan"]
+    assert (plan["steps"], plan["epochs"], plan["samples"]) == (steps, epochs, 2 * steps)
+    assert record["predictor"]["folder"] == out.name and record["vha"] is None
+
+
+@pytest.fixture(scope="module")
+def small_sets(tmp_path_factory):
+    from vhakit.data.build import build_dataset
+
+    root = tmp_path_factory.mktemp("sets")
+    return {split: build_dataset("tiny", split, "train", root / split, images=False,
+                                 max_frames=40, progress=False)
+            for split in ("h36m_like", "prior_pool")}
+
+
+@pytest.mark.parametrize("prior", ["pool", "train_only"])
+def test_the_prior_sees_no_labelled_frame_outside_the_subset(small_sets, monkeypatch, prior):
+    from vhakit import pipeline
+
+    monkeypatch.delenv("VHAKIT_FAST", raising=False)
+    monkeypatch.setattr(pipeline, "_dataset", lambda budget, split, part, progress:
+                        small_sets[split])
+    everything = MeshDataset.from_dir(small_sets["h36m_like"])
+    spec = ExperimentSpec(preset="tiny", train_fraction=0.1, vha_prior=prior)
+    keep = train_subset_indices(len(everything), 0.1)
+    assert len(keep) == 4  # what BCP trains on
+    sets = pipeline.vha_training_sets(spec, get_budget("tiny"), progress=False)
+    assert list(sets) == (["prior_pool", "h36m_like"] if prior == "pool" else ["h36m_like"])
+    held_out = np.setdiff1d(np.arange(len(everything)), keep)
+    poses = torch.cat([s.arrays["poses"] for s in sets.values()])  # every frame the VHA sees
+    for i in held_out:  # no held-out labelled frame, by name or by pose
+        assert not (poses == everything.arrays["poses"][i]).all(dim=1).any()
+    assert set(sets["h36m_like"].names) == {everything.names[i] for i in keep}
+    assert not set(everything.names[i] for i in held_out) & {
+        n for s in sets.values() for n in s.names}
+    full = pipeline.vha_training_sets(ExperimentSpec(preset="tiny", vha_prior=prior),
+                                      get_budget("tiny"), progress=False)
+    assert len(full["h36m_like"]) == 40  # the 100 % point's prior sees the whole split

@@ -22,6 +22,15 @@ trained predictors, which are keyed without the test splits (``ExperimentSpec.mo
 Table 1's full row, Table 2's in-domain and cross-dataset row with the pool prior and the
 efficiency curve's 100 % point are one training per seed.
 
+Priors: every table trains one VHA per seed by default (``vha_per_seed=True``): every BCP row
+decodes through its prior's frozen decoder, so each claim is about a prior, and the seed spread
+must include the prior's own variance. Records name their prior (``vha_key``); rows with the same
+key share one trained VHA. A prior sees only the labelled frames its BCP sees (the curve's
+subset), plus ``prior_pool`` (:func:`vhakit.pipeline.vha_training_sets`).
+
+Seeds: ``seeds=5`` (or ``--seeds 5``) after a 3-seed sweep trains only seeds 3 and 4; the claims'
+Welch tests (:mod:`vhakit.ablate_claims`) use however many seeds each condition has.
+
 Stand-in: while the training pipeline is missing (``run_experiment`` raises
 ``NotImplementedError``), :func:`auto_runner` returns NaN metrics labelled ``stand-in``, so
 notebooks still execute every code path; stand-in results are never cached.
@@ -32,6 +41,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -42,7 +52,8 @@ from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
 __all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells", "sweep_specs",
            "run_cached", "run_sweep", "summarize", "auto_runner", "standin_runner",
            "load_results", "load_or_run", "cached_runs", "resolve_seeds", "default_results_dir",
-           "COMMITTED_SWEEPS", "committed_sweep"]
+           "COMMITTED_SWEEPS", "committed_sweep", "PROTOCOL", "sweep_from_saved",
+           "cell_runs"]
 
 #: Table names accepted by :func:`table_cells` and the CLI (``vhakit ablate --table``).
 TABLES = ("1", "2", "efficiency")
@@ -62,7 +73,12 @@ TABLE2_ROWS = {"baseline (LMT-style)": {"method": "baseline"},
                "VHA+BCP, prior: + prior_pool": {"method": "vha_bcp", "vha_prior": "pool"}}
 EFFICIENCY_ROWS = {"baseline (LMT-style)": "baseline", "VHA+BCP": "vha_bcp"}
 RESULT_FILE = "result.json"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
+#: The experiment protocol result files are stamped with: how verdicts, priors and budgets work.
+PROTOCOL = ("v2: Welch t-test verdicts (two-sided, p < 0.05), one VHA prior per seed, priors "
+            "see only the labelled frames their BCP sees, budgets in epochs with a step floor")
+#: The stamp of result files that predate :data:`PROTOCOL`.
+PROTOCOL_V1 = "v1 (before issue-19 fixes: metre vertex loss, 2-s.e. verdicts, shared priors)"
 
 
 @dataclass(frozen=True)
@@ -83,8 +99,10 @@ def table1_label(vertex: bool, code: bool, pretrain: bool) -> str:
     return " + ".join(parts)
 
 
-def table_cells(table: str, preset: str, fractions=EFFICIENCY_FRACTIONS) -> list[Cell]:
-    """The cells of ``table`` (``"1"``, ``"2"`` or ``"efficiency"``) for ``preset``.
+def table_cells(table: str, preset: str, fractions=EFFICIENCY_FRACTIONS,
+                vha_per_seed: bool = True) -> list[Cell]:
+    """The cells of ``table`` (``"1"``, ``"2"`` or ``"efficiency"``) for ``preset``; every spec
+    has ``vha_per_seed`` (see :class:`~vhakit.pipeline.ExperimentSpec`).
 
     Table 1: five BCP variants trained and tested on ``h36m_like``. Table 2: baseline and VHA+BCP
     (prior with and without ``prior_pool``) in-domain, on small data (``lightstage_like``) and
@@ -96,13 +114,15 @@ def table_cells(table: str, preset: str, fractions=EFFICIENCY_FRACTIONS) -> list
     if table == "1":
         return [Cell(table1_label(*sw), H36M, ExperimentSpec(
             method="vha_bcp", preset=preset, train_split=H36M, test_splits=(H36M,),
-            use_vertex_loss=sw[0], use_code_loss=sw[1], init_from_vha=sw[2]), H36M)
+            use_vertex_loss=sw[0], use_code_loss=sw[1], init_from_vha=sw[2],
+            vha_per_seed=vha_per_seed), H36M)
             for sw in TABLE1_SWITCHES]
     if table == "2":
         tests = {train: tuple(dict.fromkeys(t for tr, t in TABLE2_COLUMNS.values() if tr == train))
                  for train, _ in TABLE2_COLUMNS.values()}
         return [Cell(row, column, ExperimentSpec(preset=preset, train_split=train,
-                                                 test_splits=tests[train], **fields_),
+                                                 test_splits=tests[train],
+                                                 vha_per_seed=vha_per_seed, **fields_),
                      test)
                 for row, fields_ in TABLE2_ROWS.items()
                 for column, (train, test) in TABLE2_COLUMNS.items()]
@@ -111,7 +131,7 @@ def table_cells(table: str, preset: str, fractions=EFFICIENCY_FRACTIONS) -> list
             raise ValueError("fractions must list at least one training-set fraction")
         return [Cell(row, f"{fraction:g}", ExperimentSpec(
             method=method, preset=preset, train_split=H36M, train_fraction=float(fraction),
-            test_splits=(H36M,)), H36M)
+            test_splits=(H36M,), vha_per_seed=vha_per_seed), H36M)
             for row, method in EFFICIENCY_ROWS.items() for fraction in fractions]
     raise ValueError(f"table must be one of {TABLES}, got {table!r}")
 
@@ -226,8 +246,10 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     """Run ``spec`` through ``runner`` unless ``cache_dir/<spec.key()>/result.json`` holds it.
 
     ``runner`` None: :func:`vhakit.pipeline.run_experiment`. Returns the record ``{"key", "seed",
-    "spec", "metrics", "seconds", "cached", "standin", "finished_utc", "version"}``; ``metrics``
-    is ``{test_split: {metric: float}}``.
+    "spec", "vha_key", "metrics", "seconds", "cached", "standin", "finished_utc", "version"}``
+    plus what the runner stored beside its metrics (``run_experiment``: ``model`` and
+    ``training``, the steps, epochs and samples each stage trained); ``metrics`` is
+    ``{test_split: {metric: float}}``; ``vha_key`` names the prior (None for the baseline).
     """
     cache_dir = Path(cache_dir)
     path = result_path(spec, cache_dir)
@@ -239,7 +261,8 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     metrics = _check_metrics(spec, runner(spec, cache_dir, progress=progress))
     standin = bool(getattr(runner, "standin", False))
     record = {"version": RECORD_VERSION, "key": spec.key(), "seed": spec.seed,
-              "spec": spec_dict(spec), "metrics": metrics, "eval": pipeline.eval_hash(),
+              "spec": spec_dict(spec), "vha_key": pipeline.vha_key(spec), "metrics": metrics,
+              "eval": pipeline.eval_hash(),
               "seconds": round(time.perf_counter() - start, 3), "standin": standin,
               "fast": _fast(),
               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -249,7 +272,8 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
         except (OSError, ValueError):
             extra = {}
         extra = extra if isinstance(extra, dict) else {}
-        _write_json_atomic(path, {**extra, **record})
+        record = {**extra, **record}
+        _write_json_atomic(path, record)
     return {**record, "cached": False}
 
 
@@ -264,18 +288,22 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
 
 
-def summarize(cells: list[Cell], runs: list[dict]) -> list[dict]:
-    """Mean ± std over seeds: one entry per (cell, metric) with ``row``, ``column``,
-    ``test_split``, ``metric``, ``mean``, ``std``, ``n``, ``values`` and ``seeds``."""
+def cell_runs(cells: list[Cell], runs: list[dict]) -> list[list[dict]]:
+    """For each cell, the run records of its spec (any seed), sorted by seed."""
     by_template: dict[ExperimentSpec, list[dict]] = {}
     for run in runs:
         template = replace(ExperimentSpec(**{**run["spec"],
                                              "test_splits": tuple(run["spec"]["test_splits"])}),
                            seed=0)
         by_template.setdefault(template, []).append(run)
+    return [sorted(by_template.get(cell.spec, []), key=lambda r: r["seed"]) for cell in cells]
+
+
+def summarize(cells: list[Cell], runs: list[dict]) -> list[dict]:
+    """Mean ± std over seeds: one entry per (cell, metric) with ``row``, ``column``,
+    ``test_split``, ``metric``, ``mean``, ``std``, ``n``, ``values`` and ``seeds``."""
     out = []
-    for cell in cells:
-        matching = sorted(by_template.get(cell.spec, []), key=lambda r: r["seed"])
+    for cell, matching in zip(cells, cell_runs(cells, runs), strict=True):
         for metric in (*METRIC_NAMES, "num_frames"):
             values = [r["metrics"][cell.test_split][metric] for r in matching]
             mean, std = _mean_std(values)
@@ -288,7 +316,12 @@ def summarize(cells: list[Cell], runs: list[dict]) -> list[dict]:
 @dataclass
 class SweepResult:
     """What :func:`run_sweep` did: the cells, every run (with seed, spec, metrics), the summary,
-    whether stand-in numbers were used, the rendered markdown and the files written."""
+    whether stand-in numbers were used, the rendered markdown and the files written.
+
+    ``protocol``: :data:`PROTOCOL`, or the stamp of a saved sweep made under an older one
+    (:func:`sweep_from_saved`); ``budget``: the pipeline's :class:`~vhakit.pipeline.Budget` of
+    the preset as a dict (None where not recorded); ``vha_per_seed``: the tables' prior option.
+    """
 
     table: str
     preset: str
@@ -300,6 +333,9 @@ class SweepResult:
     fast: bool = False
     markdown: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
+    protocol: str = PROTOCOL
+    budget: dict | None = None
+    vha_per_seed: bool | None = True
 
     def value(self, row: str, column: str, metric: str = "mpve_mm") -> tuple[float, float, int]:
         """``(mean, std, n)`` of ``metric`` at (``row``, ``column``)."""
@@ -311,7 +347,7 @@ class SweepResult:
 
 def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cache",
               results_dir="results", runner=None, progress: bool = True, *,
-              fractions=EFFICIENCY_FRACTIONS) -> SweepResult:
+              fractions=EFFICIENCY_FRACTIONS, vha_per_seed: bool = True) -> SweepResult:
     """Run (or load from the cache) every run of ``table`` and write the result files.
 
     Args:
@@ -323,12 +359,13 @@ def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cac
         runner: ``runner(spec, cache_dir, progress=...) -> {split: {metric: value}}``;
             None: :func:`vhakit.pipeline.run_experiment` (looked up at call time).
         fractions: training-set fractions of the efficiency curve.
+        vha_per_seed: one VHA per seed (default; False: every seed shares the seed-0 prior).
     A runner's exception propagates; the runs finished before it stay cached.
     """
     from vhakit.ablate_report import render_markdown, write_results
 
     runner = runner or pipeline.run_experiment
-    cells = table_cells(table, preset, fractions)
+    cells = table_cells(table, preset, fractions, vha_per_seed)
     specs = sweep_specs(cells, seeds)
     runs = []
     for i, spec in enumerate(specs, 1):
@@ -342,7 +379,8 @@ def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cac
         runs.append(record)
     result = SweepResult(str(table), preset, resolve_seeds(seeds), cells, runs,
                          summarize(cells, runs), standin=any(r["standin"] for r in runs),
-                         fast=any(r.get("fast") for r in runs))
+                         fast=any(r.get("fast") for r in runs),
+                         budget=asdict(pipeline.get_budget(preset)), vha_per_seed=vha_per_seed)
     result.markdown = render_markdown(result)
     if results_dir is not None:
         result.paths = write_results(result, Path(results_dir))
@@ -375,12 +413,57 @@ def load_results(table: str, results_dir) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def sweep_from_saved(saved: dict) -> SweepResult:
+    """A :class:`SweepResult` of the sweep a results JSON holds, as it was saved: its cells,
+    runs and protocol stamp, summary and claims recomputed from its runs; nothing is trained or
+    written (``paths`` empty)."""
+    from vhakit.ablate_report import render_markdown
+
+    cells = [Cell(c["row"], c["column"], ExperimentSpec(**c["spec"]), c["test_split"])
+             for c in saved["cells"]]
+    runs = [{**r, "cached": True} for r in saved["runs"]]
+    result = SweepResult(saved["table"], saved["preset"], tuple(saved["seeds"]), cells, runs,
+                         summarize(cells, runs), standin=bool(saved.get("standin")),
+                         fast=bool(saved.get("fast")),
+                         protocol=saved.get("protocol") or PROTOCOL_V1,
+                         budget=saved.get("budget"), vha_per_seed=saved.get("vha_per_seed"))
+    result.markdown = render_markdown(result)
+    return result
+
+
+def _saved_covers(saved: dict, table: str, preset: str, seeds, fractions) -> bool:
+    """True when ``saved`` holds the sweep of ``table`` / ``preset`` / ``seeds`` (and, for the
+    curve, ``fractions``)."""
+    if (saved.get("table") != str(table) or saved.get("preset") != preset
+            or sorted(saved.get("seeds", [])) != sorted(resolve_seeds(seeds))):
+        return False
+    if str(table) == "efficiency":
+        saved_fractions = {float(c["column"]) for c in saved.get("cells", [])}
+        return saved_fractions == {float(f) for f in fractions}
+    return True
+
+
 def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=None,
-                progress: bool = True, *, fractions=EFFICIENCY_FRACTIONS) -> SweepResult:
+                progress: bool = True, *, fractions=EFFICIENCY_FRACTIONS,
+                vha_per_seed: bool = True) -> SweepResult:
     """For notebooks: seed the run cache from ``results_dir``'s JSON (e.g. the committed teaching
     sweep) so its runs are not retrained, then :func:`run_sweep` (``runner`` default:
-    :func:`auto_runner`)."""
+    :func:`auto_runner`).
+
+    A JSON made under another protocol than :data:`PROTOCOL` (e.g. the committed v1 sweeps)
+    is shown as it was saved (:func:`sweep_from_saved`, claims tested as today) when it holds
+    the requested sweep, with a warning; its runs never seed the cache, so a sweep it does not
+    hold is run afresh under the current protocol."""
     saved = load_results(table, results_dir) or {}
+    if saved and saved.get("protocol") != PROTOCOL:
+        if (bool(saved.get("fast")) == _fast()
+                and _saved_covers(saved, table, preset, seeds, fractions)):
+            warnings.warn(f"{results_dir}: table {table} was made under protocol "
+                          f"{saved.get('protocol') or PROTOCOL_V1!r}, not the current one; "
+                          "showing its saved numbers (re-run the sweep for current ones)",
+                          stacklevel=2)
+            return sweep_from_saved(saved)
+        saved = {}
     for record in saved.get("runs", []):
         if record.get("standin") or record.get("version") != RECORD_VERSION:
             continue
@@ -390,4 +473,4 @@ def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=N
         if not path.exists():
             _write_json_atomic(path, {k: v for k, v in record.items() if k != "cached"})
     return run_sweep(table, preset, seeds, cache_dir, results_dir, runner or auto_runner(),
-                     progress, fractions=fractions)
+                     progress, fractions=fractions, vha_per_seed=vha_per_seed)

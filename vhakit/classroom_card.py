@@ -15,6 +15,17 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
+def _budget_words(b: dict) -> str:
+    """The card's training budget in words (``vhakit.pipeline.Budget`` as a dict; cards made
+    before budgets were in epochs hold fixed BCP / baseline step counts)."""
+    vha = b["vha_steps"] or "preset epochs"
+    if "bcp_steps" in b:
+        return (f"steps: VHA {vha}, BCP {b['bcp_steps'] or 'preset epochs'}, baseline "
+                f"{b['baseline_steps'] or 'preset epochs'}")
+    return (f"steps: VHA {vha}; BCP and baseline max({b['epochs'] or 'preset'} epochs, "
+            f"{b['min_steps']} steps)")
+
+
 def model_card_markdown(card: dict) -> str:
     """``card`` (the dict of ``card.json``) as a one-page Markdown model card."""
     d, m, secs = card["data"], card["metrics"], card["training_seconds"]
@@ -49,9 +60,7 @@ def model_card_markdown(card: dict) -> str:
         "## How they were made",
         "",
         f"- Command: `{card['command']}` (created {card['created_utc']}).",
-        f"- Preset `{card['preset']}`, seed {card['seed']}; steps: VHA "
-        f"{b['vha_steps'] or 'preset epochs'}, BCP {b['bcp_steps'] or 'preset epochs'}, "
-        f"baseline {b['baseline_steps'] or 'preset epochs'}.",
+        f"- Preset `{card['preset']}`, seed {card['seed']}; {_budget_words(b)}.",
         f"- Data (synthetic, rendered by `vhakit make-data`, preset `{d['data_preset']}`, "
         f"body model `{d['body_model']}`): the VHA on `prior_pool` train plus "
         f"`{d['train_split']}` train (prior `{d['vha_prior']}`); BCP and the baseline on "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +27,8 @@ import numpy as np
 import torch
 
 __all__ = ["ExperimentSpec", "Budget", "BUDGETS", "get_budget", "run_experiment", "METRIC_NAMES",
+           "training_plan", "predictor_plan", "vha_plan", "labelled_indices", "vha_key",
+           "vha_dir", "vha_training_sets", "training_record",
            "PREDICTION_NOISE_STD_M", "prediction_fit_config", "eval_hash", "evaluate_vertices",
            "recipe_hash", "run_tag", "train_predictor", "eval_dataset", "load_predictor",
            "evaluate_run", "data_root", "train_subset_indices", "fast_mode"]
@@ -46,7 +49,14 @@ class ExperimentSpec:
         use_vertex_loss, use_code_loss, init_from_vha: Table 1's switches (BCP only).
         vha_prior: ``"pool"``: VHA trained on the broad ``prior_pool`` plus the train split's
             poses (the paper's AMASS rows); ``"train_only"``: VHA sees only the train split.
-        seed: seeds data order, initialisation and augmentation.
+            Either way the prior sees only the labelled frames BCP trains on (the
+            ``train_fraction`` subset, :func:`vha_training_sets`), never the rest of the split.
+        vha_per_seed: True: the VHA is trained with ``seed`` too, one prior per seed, so the
+            spread over seeds includes the prior's own variance (what a claim about the method
+            needs: every BCP decodes through its prior's frozen decoder). False: every seed
+            uses the prior trained with seed 0 (one pretrained prior, as in the paper; seeds
+            then measure BCP alone). :func:`vha_key` names the prior a run uses.
+        seed: seeds data order, initialisation and augmentation (and the VHA, see above).
     """
 
     method: Literal["vha_bcp", "baseline"] = "vha_bcp"
@@ -58,6 +68,7 @@ class ExperimentSpec:
     use_code_loss: bool = True
     init_from_vha: bool = True
     vha_prior: Literal["pool", "train_only"] = "pool"
+    vha_per_seed: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +80,8 @@ class ExperimentSpec:
             raise ValueError(f"vha_prior must be 'pool' or 'train_only', got {self.vha_prior!r}")
         if self.method == "vha_bcp" and not (self.use_vertex_loss or self.use_code_loss):
             raise ValueError("BCP needs at least one of use_vertex_loss / use_code_loss")
+        if not isinstance(self.vha_per_seed, bool):
+            raise TypeError(f"vha_per_seed must be True or False, got {self.vha_per_seed!r}")
         object.__setattr__(self, "test_splits", tuple(self.test_splits))
 
     def key(self) -> str:
@@ -84,6 +97,11 @@ class ExperimentSpec:
         models cached before it existed are found under their old names."""
         return replace(self, test_splits=ExperimentSpec.test_splits).key()
 
+    @property
+    def vha_seed(self) -> int:
+        """The seed of the VHA this run decodes through: ``seed``, or 0 when the prior is shared
+        (``vha_per_seed=False``)."""
+        return self.seed if self.vha_per_seed else 0
 
 
 
@@ -99,23 +117,33 @@ def data_root() -> Path:
 
 @dataclass(frozen=True)
 class Budget:
-    """How long each stage trains (optimiser steps; 0 = the preset's epochs) and how many
-    frames are evaluated per test split (0 = all)."""
+    """How long each stage trains and how many frames are evaluated per test split.
+
+    BCP and the baseline train ``max(ceil(epochs * steps_per_epoch), min_steps)`` optimiser
+    steps, where ``steps_per_epoch = frames // batch_size`` (the trainer drops the last partial
+    batch): ``epochs`` passes over their own training frames, but at least ``min_steps``
+    updates. Every point of the data-efficiency curve thus trains as long as its size needs
+    (the full set for its epochs, a 3 % subset for the floor) instead of one step count for all
+    sizes; :func:`training_plan` computes it and each run records it. ``epochs`` 0: the
+    preset's own epochs.
+
+    The VHA trains ``vha_steps`` steps (0: the preset's ``max_steps`` / epochs): with
+    ``vha_prior="pool"`` its data is mostly ``prior_pool``, whose size is the same for every
+    point of the curve.
+    """
 
     data_preset: str = "tiny"
     vha_steps: int = 0
-    bcp_steps: int = 0
-    baseline_steps: int = 0
-    eval_frames: int = 0
+    epochs: float = 0.0
+    min_steps: int = 0
+    eval_frames: int = 0  # 0 = all
     max_frames: int = 0  # build only the first frames of each data set (0 = all; fast mode)
     overrides: dict = field(default_factory=dict)  # {"vha"|"bcp"|"baseline": {field: value}}
-    # One VHA (trained with this seed) serves every spec.seed, as the paper pretrains one prior
-    # and then trains BCP: seeds measure BCP's variance. None: a VHA per seed.
-    shared_vha_seed: int | None = None
 
-    def vha_seed(self, seed: int) -> int:
-        """The seed of the VHA that a run with ``seed`` uses."""
-        return seed if self.shared_vha_seed is None else self.shared_vha_seed
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.min_steps < 0 or self.vha_steps < 0:
+            raise ValueError(f"epochs, min_steps and vha_steps must be >= 0, got {self.epochs}, "
+                             f"{self.min_steps}, {self.vha_steps}")
 
 
 # The tiny VHA model preset is one-hot / constant lr (its unit tests pin that); experiments train it
@@ -124,14 +152,19 @@ _TINY_VHA_RECIPE = {"input_encoding": "gaussian", "beta": 20.0, "lr": 4e-3,
                     "lr_schedule": "cosine", "warmup_steps": 30}
 
 BUDGETS: dict[str, Budget] = {
-    "tiny": Budget("tiny", vha_steps=600, bcp_steps=600, baseline_steps=600, eval_frames=0,
+    # h36m_like train: 210 frames at batch 2 -> 630 steps (6 epochs); lightstage_like 150 -> 450;
+    # the curve's 30 / 10 / 3 % subsets (63 / 21 / 6 frames) reach the 300-step floor (9.5 / 30 /
+    # 100 epochs).
+    "tiny": Budget("tiny", vha_steps=600, epochs=6.0, min_steps=300,
                    overrides={"vha": _TINY_VHA_RECIPE}),
-    # ~10 min for the VHA (once), ~3 min per BCP / baseline run on 2 cores (9-10 samples/s at
-    # batch 3): Table 1's 15 runs fit in an hour.
-    "teaching": Budget("teaching", vha_steps=0, bcp_steps=600, baseline_steps=600,
-                       eval_frames=300, shared_vha_seed=0),
-    "paper": Budget("paper", shared_vha_seed=0),
-    "fast": Budget("tiny", vha_steps=20, bcp_steps=10, baseline_steps=10, eval_frames=12,
+    # The VHA ~10 min (preset: 1000 steps); h36m_like train 2100 frames at batch 3 -> 1400 steps
+    # (2 epochs, the preset's own; ~7 min per BCP / baseline run on 2 cores at 9-10 samples/s);
+    # 30 / 10 / 3 % reach the 600-step floor (2.9 / 8.6 / 29 epochs).
+    "teaching": Budget("teaching", vha_steps=0, epochs=2.0, min_steps=600, eval_frames=300),
+    # The paper's 20 epochs; the floor is a guess for the curve's small subsets (the kit does not
+    # run the paper preset's sweeps).
+    "paper": Budget("paper", epochs=20.0, min_steps=10_000),
+    "fast": Budget("tiny", vha_steps=20, epochs=0.2, min_steps=10, eval_frames=12,
                    max_frames=48, overrides={"vha": _TINY_VHA_RECIPE}),
 }
 
@@ -207,6 +240,60 @@ def train_subset_indices(num_frames: int, fraction: float, seed: int = 0) -> np.
     return np.sort(perm[:keep])
 
 
+def labelled_indices(spec: ExperimentSpec, num_frames: int) -> np.ndarray:
+    """The frames of ``spec.train_split``'s train part that the run may learn from, BCP /
+    baseline and prior alike: :func:`train_subset_indices` of ``spec.train_fraction``."""
+    return train_subset_indices(num_frames, spec.train_fraction)
+
+
+def training_plan(num_frames: int, batch_size: int, epochs: float, min_steps: int = 0,
+                  max_steps: int = 0) -> dict:
+    """How long a stage trains on ``num_frames`` frames at ``batch_size``.
+
+    ``steps = max(ceil(epochs * steps_per_epoch), min_steps)``, capped at ``max_steps`` when
+    it is > 0, with ``steps_per_epoch = num_frames // batch_size`` (the trainer drops the last
+    partial batch). Returns ``{"frames", "batch_size", "steps_per_epoch", "steps", "epochs"
+    (the passes the steps make), "samples" (steps * batch_size)}``.
+
+    >>> training_plan(6, 2, epochs=6, min_steps=300)["epochs"]
+    100.0
+    """
+    steps_per_epoch = num_frames // batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(f"num_frames ({num_frames}) is less than one batch of {batch_size}; "
+                         "use a larger train_fraction or a smaller batch_size")
+    steps = max(math.ceil(round(epochs * steps_per_epoch, 6)), min_steps)
+    if max_steps:
+        steps = min(steps, max_steps)
+    return {"frames": int(num_frames), "batch_size": int(batch_size),
+            "steps_per_epoch": int(steps_per_epoch), "steps": int(steps),
+            "epochs": steps / steps_per_epoch, "samples": int(steps * batch_size)}
+
+
+def predictor_plan(spec: ExperimentSpec, budget: Budget, num_frames: int) -> dict:
+    """:func:`training_plan` of ``spec``'s BCP or baseline on ``num_frames`` frames under
+    ``budget`` (batch size from the preset and the budget's overrides)."""
+    from vhakit.config import baseline_configs, bcp_configs
+
+    stage = "bcp" if spec.method == "vha_bcp" else "baseline"
+    make = bcp_configs if stage == "bcp" else baseline_configs
+    train = make(spec.preset, **budget.overrides.get(stage, {})).train
+    return training_plan(num_frames, train.batch_size, budget.epochs or train.epochs,
+                         budget.min_steps)
+
+
+def vha_plan(spec: ExperimentSpec, budget: Budget, num_frames: int) -> dict:
+    """:func:`training_plan` of ``spec``'s VHA on ``num_frames`` frames: ``budget.vha_steps``
+    steps, or the preset's own ``max_steps`` / epochs."""
+    from vhakit.config import vha_configs
+
+    train = vha_configs(spec.preset, **budget.overrides.get("vha", {})).train
+    if budget.vha_steps:
+        return training_plan(num_frames, train.batch_size, 0.0, min_steps=budget.vha_steps)
+    return training_plan(num_frames, train.batch_size, train.epochs,
+                         max_steps=train.max_steps)
+
+
 def _steps(n: int) -> dict:
     return {"max_steps": n, "epochs": 10_000} if n else {}
 
@@ -215,6 +302,15 @@ def _write_json(path: Path, obj) -> None:
     from vhakit.data.store import atomic_write_bytes
 
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def _read_done(folder: Path) -> dict:
+    """A trained stage's ``done.json`` ({} when absent or unreadable)."""
+    try:
+        done = json.loads((folder / "done.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return done if isinstance(done, dict) else {}
 
 
 def _dataset(budget: Budget, split: str, part: str, progress: bool) -> Path:
@@ -229,33 +325,65 @@ def _dataset(budget: Budget, split: str, part: str, progress: bool) -> Path:
                           progress=progress)
 
 
+def vha_key(spec: ExperimentSpec) -> str | None:
+    """The name of the prior ``spec`` decodes through, e.g. ``"tiny-pool-h36m_like-s1"``
+    (``-f0.03`` before the seed for a subset of the train split): runs with the same key share
+    one trained VHA. None for the baseline, which has no prior."""
+    if spec.method != "vha_bcp":
+        return None
+    subset = "" if spec.train_fraction == 1.0 else f"-f{spec.train_fraction:g}"
+    return f"{spec.preset}-{spec.vha_prior}-{spec.train_split}{subset}-s{spec.vha_seed}"
+
+
+def vha_dir(spec: ExperimentSpec, cache_dir: str | os.PathLike) -> Path:
+    """The cache folder of ``spec``'s VHA under ``cache_dir``:
+    ``vha-<vha_key>-<recipe_hash(preset, "vha")>``."""
+    if spec.method != "vha_bcp":
+        raise ValueError(f"spec.method is {spec.method!r}; only 'vha_bcp' runs have a VHA")
+    return Path(cache_dir) / f"vha-{vha_key(spec)}-{recipe_hash(spec.preset, 'vha')}"
+
+
+def vha_training_sets(spec: ExperimentSpec, budget: Budget, progress: bool = True) -> dict:
+    """The mesh sets ``spec``'s VHA trains on, ``{name: MeshDataset}``: ``prior_pool`` (when
+    ``vha_prior="pool"``; unlabelled poses, like the paper's AMASS) and the labelled frames of
+    ``spec.train_split`` that BCP trains on (:func:`labelled_indices`): a prior for a 3 % point
+    of the curve sees the pool and that 3 %, never the frames held out of it."""
+    from vhakit.data.datasets import MeshDataset
+
+    meshes = MeshDataset.from_dir(_dataset(budget, spec.train_split, "train", progress))
+    if spec.train_fraction < 1.0:
+        meshes = meshes.subset(labelled_indices(spec, len(meshes)))
+    sets = {spec.train_split: meshes}
+    if spec.vha_prior == "pool":
+        sets = {"prior_pool": MeshDataset.from_dir(_dataset(budget, "prior_pool", "train",
+                                                            progress)), **sets}
+    return sets
+
+
 def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
-    """The VHA of ``spec`` (trained once per preset / prior / train split / seed, then cached)."""
+    """The VHA of ``spec`` (trained once per :func:`vha_key`, then cached in :func:`vha_dir`)."""
     from torch.utils.data import ConcatDataset
 
-    from vhakit.data.datasets import MeshDataset
     from vhakit.train import load_vha, train_vha
 
-    seed = budget.vha_seed(spec.seed)
-    tag = (f"vha-{spec.preset}-{spec.vha_prior}-{spec.train_split}-s{seed}-"
-           f"{recipe_hash(spec.preset, 'vha')}")
-    out = cache_dir / tag
+    out = vha_dir(spec, cache_dir)
     if (out / "done.json").exists():
         return load_vha(out, device="cpu"), out
-    train_meshes = MeshDataset.from_dir(_dataset(budget, spec.train_split, "train",
-                                                 progress))
-    data = train_meshes
-    if spec.vha_prior == "pool":
-        pool = MeshDataset.from_dir(_dataset(budget, "prior_pool", "train", progress))
-        data = ConcatDataset([pool, train_meshes])
+    sets = vha_training_sets(spec, budget, progress)
+    data = ConcatDataset(list(sets.values())) if len(sets) > 1 else next(iter(sets.values()))
+    plan = vha_plan(spec, budget, len(data))
     t0 = time.perf_counter()
-    res = train_vha(spec.preset, data, out, resume=True, progress=progress, seed=seed,
+    res = train_vha(spec.preset, data, out, resume=True, progress=progress, seed=spec.vha_seed,
                     **_steps(budget.vha_steps), **budget.overrides.get("vha", {}))
-    _write_json(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(data)})
+    _write_json(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(data),
+                                    "sets": {k: len(v) for k, v in sets.items()},
+                                    "key": vha_key(spec), "plan": plan})
     return res.model.cpu().eval(), out
 
 
 def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
+    """The BCP or baseline of ``spec`` (trained for :func:`predictor_plan`'s steps, cached in
+    ``cache_dir/<method>-<model_key>-<recipe_hash>`` with the plan in its ``done.json``)."""
     from vhakit.data.datasets import MultiViewDataset
     from vhakit.train_bcp import load_baseline, load_bcp, train_baseline, train_bcp
 
@@ -265,20 +393,36 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
         return loader(out, device="cpu"), out
     train = MultiViewDataset(_dataset(budget, spec.train_split, "train", progress))
     if spec.train_fraction < 1.0:
-        train = train.subset(train_subset_indices(len(train), spec.train_fraction))
+        train = train.subset(labelled_indices(spec, len(train)))
+    plan = predictor_plan(spec, budget, len(train))
     t0 = time.perf_counter()
     if spec.method == "vha_bcp":
         vha, _ = train_or_load_vha(spec, cache_dir, budget, progress)
         res = train_bcp(spec.preset, train, vha, out, resume=True, progress=progress,
                         use_vertex_loss=spec.use_vertex_loss, use_code_loss=spec.use_code_loss,
                         init_from_vha=spec.init_from_vha, seed=spec.seed,
-                        **_steps(budget.bcp_steps), **budget.overrides.get("bcp", {}))
+                        **{**budget.overrides.get("bcp", {}), **_steps(plan["steps"])})
     else:
         res = train_baseline(spec.preset, train, out, resume=True, progress=progress,
-                             seed=spec.seed, **_steps(budget.baseline_steps),
-                             **budget.overrides.get("baseline", {}))
-    _write_json(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(train)})
+                             seed=spec.seed,
+                             **{**budget.overrides.get("baseline", {}), **_steps(plan["steps"])})
+    _write_json(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(train),
+                                    "plan": plan})
     return res.model.cpu().eval(), out
+
+
+def training_record(spec: ExperimentSpec, models_dir: str | os.PathLike) -> dict:
+    """What ``spec``'s run trained, from the ``done.json`` files under ``models_dir``:
+    ``{"predictor": {...}, "vha": {...} | None}``, each with ``plan`` (:func:`training_plan`:
+    steps, epochs, samples seen), ``frames`` and ``seconds``; the VHA's also with its ``key``
+    (:func:`vha_key`) and ``sets`` (frames per mesh set)."""
+    models_dir = Path(models_dir)
+    folder = models_dir / f"{spec.method}-{spec.model_key()}-{recipe_hash(spec.preset)}"
+    out = {"predictor": {"folder": folder.name, **_read_done(folder)}, "vha": None}
+    if spec.method == "vha_bcp":
+        vdir = vha_dir(spec, models_dir)
+        out["vha"] = {"folder": vdir.name, **_read_done(vdir), "key": vha_key(spec)}
+    return out
 
 
 def evaluate_vertices(pred108: torch.Tensor, dataset, body=None, fit: bool = True,
@@ -361,7 +505,8 @@ def run_experiment(spec: ExperimentSpec, cache_dir: str | os.PathLike = "runs/ca
         ds = eval_dataset(split, budget, progress)
         pred = predict_vertices(model, ds)
         metrics[split], _ = evaluate_vertices(pred, ds)
-    _write_json(result_file, {"spec": asdict(spec), "metrics": metrics, "model": str(run_dir)})
+    _write_json(result_file, {"spec": asdict(spec), "metrics": metrics, "model": str(run_dir),
+                              "training": training_record(spec, cache_dir / f"{tag}models")})
     return metrics
 
 
