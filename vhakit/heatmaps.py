@@ -369,9 +369,8 @@ def _fused_kernel(logits: torch.Tensor, fused: bool | None):
 
     module = kernels.soft_argmax_cpu()
     if module is None and fused:
-        raise RuntimeError("fused=True but the compiled CPU soft-argmax kernel is unavailable "
-                           "(VHAKIT_CPU_KERNELS=off, or it failed to build: run `vhakit "
-                           "build-kernels --verbose`)")
+        raise RuntimeError(f"fused=True but the compiled CPU soft-argmax kernel is unavailable "
+                           f"({kernels.kernel_status()}); run `vhakit build-kernels --verbose`")
     return module
 
 
