@@ -12,19 +12,27 @@ from vhakit.train import load_checkpoint
 def test_train_vha_cli_runs_resumes_and_reports_mpve(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train-vha", "--preset", "tiny", "--out", str(out)]
-    assert main([*args, "--max-steps", "3"]) == 0
-    text = capsys.readouterr().out
+    assert main([*args, "--max-steps", "3", "--set", "lr=5e-4", "--set", "task.jitter_m=0.01"]) == 0
+    captured = capsys.readouterr()
+    text = captured.out
     assert "trained to step 3" in text
+    # the progress bar counts the run's real budget (3 steps: one partial epoch), not epochs
+    assert re.search(r"epoch 1/1:.*\b3/3\b", captured.err), captured.err[-500:]
     mpve = {m[0]: float(m[1]) for m in re.findall(r"MPVE (\w+) test \(\d+ frames\): ([\d.]+) mm", text)}
     assert set(mpve) == {"prior_pool", "real_mocap"}, text
     assert all(0 < v < 2000 for v in mpve.values()), mpve
-    assert load_checkpoint(out / "last.pt")["position"]["step"] == 3
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["position"]["step"] == 3
+    assert ck["run_config"]["train"]["lr"] == 5e-4 and ck["run_config"]["task_config"]["jitter_m"] == 0.01
 
     assert main([*args, "--max-steps", "3"]) == 1  # an existing run is never overwritten silently
     assert "--resume" in capsys.readouterr().err
 
     # --compile reaches the config (auto: eager on this CPU) and may change on resume
-    assert main([*args, "--resume", "--max-steps", "5", "--compile", "auto"]) == 0
+    sets = ["--set", "lr=5e-4", "--set", "task.jitter_m=0.01"]
+    assert main([*args, "--resume", "--max-steps", "5"]) == 1  # resumed with other settings
+    assert "lr" in capsys.readouterr().err
+    assert main([*args, *sets, "--resume", "--max-steps", "5", "--compile", "auto"]) == 0
     assert "trained to step 5" in capsys.readouterr().out
     ck = load_checkpoint(out / "last.pt")
     assert ck["position"]["step"] == 5 and ck["run_config"]["train"]["compile"] == "auto"
@@ -51,3 +59,14 @@ def test_train_flags_reject_values_that_would_not_mean_what_they_say(capsys):
         with pytest.raises(SystemExit):
             parser.parse_args([command, *required, "--resume", "--overwrite"])
         assert "--overwrite: not allowed with argument --resume" in capsys.readouterr().err
+
+
+def test_set_overrides_are_checked_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train-vha", "--preset", "tiny", "--out", str(out)]
+    for extra, message in ((["--set", "epoch=3"], "did you mean"),
+                           (["--set", "lr=fast"], "expected float"),
+                           (["--set", "max_steps=4", "--max-steps", "4"], "both given")):
+        assert main([*base, *extra]) == 1
+        assert message in capsys.readouterr().err
+    assert not out.exists()  # nothing trained, nothing written

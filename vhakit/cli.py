@@ -93,8 +93,7 @@ def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
     if args.data is None:
         print(f"training data: prior_pool train ({size}), posed on the open body model")
     data = args.data or MeshDataset.from_split("prior_pool", "train", size=size)
-    overrides = {"max_steps": args.max_steps} if args.max_steps is not None else {}
-    overrides.update(_compile_override(args))
+    overrides = _overrides(args, "vha")
     t0 = time.perf_counter()
     try:
         result = train_vha(preset=args.preset, data=data, out_dir=args.out, resume=args.resume,
@@ -120,13 +119,24 @@ def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
     try:
         res = train_bcp(preset=args.preset, data=args.data, vha=args.vha, out_dir=args.out,
                         resume=args.resume, overwrite=args.overwrite, eval_data=args.eval_data,
-                        use_code_loss=not args.no_code_loss,
-                        use_vertex_loss=not args.no_vertex_loss, init_from_vha=not args.no_init,
-                        **_compile_override(args))
+                        **_bcp_overrides(args))
     except FileExistsError as err:  # a message naming the flags, not a traceback (see main)
         raise ValueError(_flag_names(err)) from err
     _print_result("BCP", res)
     return 0
+
+
+def _bcp_overrides(args: argparse.Namespace) -> dict:
+    """train-bcp's overrides: ``--set`` items plus Table 1's switches (given only when used, so
+    that a switch and a ``--set`` of the same field are caught as a conflict)."""
+    overrides = _overrides(args, "bcp")
+    for flag, key in (("--no-code-loss", "use_code_loss"), ("--no-vertex-loss", "use_vertex_loss"),
+                      ("--no-init", "init_from_vha")):
+        if getattr(args, flag[2:].replace("-", "_")):
+            if key in overrides or f"task.{key}" in overrides:
+                raise ValueError(f"{flag} and --set {key}=... both given; keep one")
+            overrides[key] = False
+    return overrides
 
 
 def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
@@ -135,15 +145,27 @@ def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6
     try:
         res = train_baseline(preset=args.preset, data=args.data, out_dir=args.out,
                              resume=args.resume, overwrite=args.overwrite, eval_data=args.eval_data,
-                             **_compile_override(args))
+                             **_overrides(args, "baseline"))
     except FileExistsError as err:
         raise ValueError(_flag_names(err)) from err
     _print_result("baseline", res)
     return 0
 
 
-def _compile_override(args: argparse.Namespace) -> dict:
-    return {} if args.compile is None else {"compile": args.compile}
+def _overrides(args: argparse.Namespace, stage: str) -> dict:
+    """Config overrides of a train-* command: ``--set FIELD=VALUE`` items (typed by the field
+    they set), then ``--max-steps`` and ``--compile``, which must not repeat a ``--set``."""
+    from vhakit.config import RUN_CLASSES, parse_overrides
+
+    overrides = parse_overrides(args.set, RUN_CLASSES[stage])
+    for flag, key in (("--max-steps", "max_steps"), ("--compile", "compile")):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        if key in overrides or f"train.{key}" in overrides:
+            raise ValueError(f"{flag} and --set {key}=... both given; keep one")
+        overrides[key] = value
+    return overrides
 
 
 def _steps(text: str) -> int:
@@ -167,10 +189,17 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                             "(refused if it holds other files)")
 
 
-def _add_compile_flag(p: argparse.ArgumentParser) -> None:
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """The flags every train-* command shares: budget, compile, and any config field."""
+    p.add_argument("--max-steps", type=_steps, default=None, metavar="N",
+                   help="stop after this many steps in total (default: the preset's budget)")
     p.add_argument("--compile", choices=("off", "on", "auto"), default=None,
                    help="torch.compile the training step: auto = on CUDA only (default: the "
                         "preset's; paper: auto, ~1 min of compiling for 1.2-1.5x on a GPU)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any field of the run's model, task or train config, e.g. "
+                        "--set epochs=20 --set lr=3e-4 (repeatable; section.field when a name "
+                        "is in several sections); saved with the run's config")
 
 
 def _print_result(what: str, res) -> None:  # owner: BCP issue (6)
@@ -267,9 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset folder (default: the prior_pool split)")
     p.add_argument("--out", default="runs/vha", help="run folder")
     _add_run_flags(p)
-    p.add_argument("--max-steps", type=_steps, default=None, metavar="N",
-                   help="stop after this many steps in total (default: the preset's budget)")
-    _add_compile_flag(p)
+    _add_config_flags(p)
     p.set_defaults(func=_cmd_train_vha)
 
     p = sub.add_parser("train-bcp", help="train the body code predictor (needs a trained VHA)")
@@ -285,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-vertex-loss", action="store_true", help="drop the vertex L1 (Table 1)")
     p.add_argument("--no-init", action="store_true",
                    help="do not initialise the 3D encoder from the VHA encoder (Table 1)")
-    _add_compile_flag(p)
+    _add_config_flags(p)
     p.set_defaults(func=_cmd_train_bcp)
     p = sub.add_parser("train-baseline", help="train the LMT-style baseline")
     p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
@@ -294,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
     p.add_argument("--out", default="runs/baseline", help="run folder")
     _add_run_flags(p)
-    _add_compile_flag(p)
+    _add_config_flags(p)
     p.set_defaults(func=_cmd_train_baseline)
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
     p.add_argument("--model", required=True, help="a BCP or baseline run folder / checkpoint")

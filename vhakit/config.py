@@ -479,3 +479,65 @@ def baseline_configs(preset: str = "teaching", **overrides) -> BaselineRunConfig
                         {"model": BaselineConfig, "task": BaselineTaskConfig, "train": TrainConfig},
                         overrides)
     return BaselineRunConfig(**cfg)
+
+
+# ---------------------------------------------------------------- command-line overrides
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _parse_value(text: str, like, key: str):
+    """``text`` as the type of ``like`` (a field's default): bool, int, float, str or a tuple
+    written with commas (``16,32,64``)."""
+    try:
+        if isinstance(like, bool):
+            low = text.strip().lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError
+            return low in _TRUE
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+        if isinstance(like, tuple):
+            items = [t for t in text.replace("(", "").replace(")", "").split(",") if t.strip()]
+            kind = type(like[0]) if like else float
+            return tuple(_parse_value(t, kind(0), key) for t in items)
+    except ValueError:
+        raise ValueError(f"--set {key}={text}: expected {type(like).__name__} "
+                         f"(like {like!r})") from None
+    return text
+
+
+def parse_overrides(items, classes: dict[str, type]) -> dict:
+    """``["epochs=20", "train.lr=3e-4"]`` -> ``{"epochs": 20, "train.lr": 0.0003}``, each value
+    converted to the type of the field it sets (the dataclass default's type).
+
+    ``classes`` maps section names to config classes, as in :func:`build_configs`, which then
+    checks the names and values; a key here must name a field of some section (close matches
+    are suggested otherwise) and an item must contain ``=``.
+    """
+    defaults: dict[str, object] = {}
+    for sec, cls in classes.items():
+        for f in fields(cls):
+            default = cls.__dataclass_fields__[f.name].default
+            defaults.setdefault(f.name, default)
+            defaults[f"{sec}.{f.name}"] = default
+    out: dict[str, object] = {}
+    for item in items or ():
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. --set epochs=20")
+        if key not in defaults:
+            close = difflib.get_close_matches(key.rpartition(".")[2], list(defaults), n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ValueError(f"--set {key}: no such config field{hint}")
+        out[key] = _parse_value(text.strip(), defaults[key], key)
+    return out
+
+
+RUN_CLASSES = {"vha": {"model": VHAConfig, "task": VHATaskConfig, "train": TrainConfig},
+               "bcp": {"model": BCPConfig, "task": BCPTaskConfig, "train": TrainConfig},
+               "baseline": {"model": BaselineConfig, "task": BaselineTaskConfig,
+                            "train": TrainConfig}}
+__all__ += ["parse_overrides", "RUN_CLASSES"]

@@ -575,10 +575,13 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
     model.train()
     done = config.max_steps and step >= config.max_steps
     sums, count, t0 = None, 0, time.perf_counter()
+    # one bar over the whole run: its total is the real budget (max_steps or epochs x steps)
+    last_epoch = math.ceil(horizon / steps_per_epoch)
+    bar = tqdm(total=int(horizon), initial=min(step, int(horizon)), unit="step",
+               disable=not (progress and env.main), leave=False)
     while epoch < config.epochs and not done:
         sampler.set_position(epoch, skip * local_batch)
-        bar = tqdm(total=steps_per_epoch, initial=skip, desc=f"epoch {epoch + 1}/{config.epochs}",
-                   disable=not (progress and env.main), leave=False)
+        bar.set_description(f"epoch {epoch + 1}/{last_epoch}", refresh=False)
         for batch in loader:
             batch = _to_device(batch, device)
             ctx = StepContext(epoch=epoch, step=step, device=device, seed=config.seed)
@@ -626,12 +629,12 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
             if config.max_steps and step >= config.max_steps:
                 done = True
                 break
-        bar.close()
         if skip >= steps_per_epoch:
             if not config.eval_every:
                 evaluate()
             save()  # position: start of the next epoch
             epoch, skip = epoch + 1, 0
+    bar.close()
     save()
     return TrainResult(model, history, out_dir, ckpt_path, best)
 
