@@ -7,6 +7,7 @@ import torch
 
 from vhakit.data.joint_limits import within_limits
 from vhakit.data.motion import load_deepmimic
+from vhakit.data.procedural import ALL_ACTIONS
 from vhakit.data.splits import SPLITS, get_split, split_frames
 
 KEYS = {"poses", "betas", "transl", "clip", "action", "subject", "frame", "names"}
@@ -98,7 +99,9 @@ def test_prior_pool():
     assert (train["transl"] == 0).all()
     assert not set(map(tuple, train["poses"])) & set(map(tuple, test["poses"]))
     assert len(np.unique(train["betas"], axis=0)) > 256  # many bodies
-    assert {"sampler", "walk", "boxing"} <= set(train["action"])
+    # Every procedural action, the everyday ones included, even at the tiny size.
+    assert set(train["action"]) == {"sampler", *ALL_ACTIONS}
+    assert set(test["action"]) == {"sampler", *ALL_ACTIONS}
     again = split_frames("prior_pool", "train", "tiny", seed=0)
     np.testing.assert_array_equal(again["poses"], train["poses"])
 

@@ -24,7 +24,8 @@ from vhakit.data.motion import MotionClip
 from vhakit.data.placement import foot_lock_xz, lowest_vertex_height, rest_joints, skeleton_joints
 from vhakit.rotations import matrix_to_axis_angle
 
-__all__ = ["ACTIONS", "ActionParams", "sample_params", "action_poses", "make_clip", "sample_betas"]
+__all__ = ["ACTIONS", "EVERYDAY_ACTIONS", "ALL_ACTIONS", "ActionParams", "sample_params",
+           "action_poses", "make_clip", "sample_betas"]
 
 L, R = {"hip": 1, "knee": 4, "ankle": 7, "foot": 10, "collar": 13, "shoulder": 16, "elbow": 18,
         "wrist": 20}, {"hip": 2, "knee": 5, "ankle": 8, "foot": 11, "collar": 14,
@@ -222,6 +223,91 @@ def _kick(P: _Pose, ph: torch.Tensor, p: ActionParams) -> None:
     P.spine(flex=-10 * s)
 
 
+def _sit(P: _Pose, ph: torch.Tensor, p: ActionParams) -> None:
+    """Seated on an invisible chair: thighs level, shins near vertical, feet flat, trunk rocking
+    and one hand gesturing; ``style`` sets how far the feet are tucked and the knees apart."""
+    lean = 4 + 6 * p.style + 6 * p.amp * _bump(ph)  # pelvis tilted forward, degrees
+    knee = 82 + 20 * p.style + 6 * torch.sin(ph + 1.0)
+    for side in (L, R):
+        P.leg(side, flex=88 + lean, knee=knee, ankle=88 - knee, abduct=4 + 10 * p.style)
+    P.rot(0, "x", lean)
+    gesture, rest = (L, R) if p.side > 0 else (R, L)
+    P.arm(rest, lower=80, swing=40, elbow=45)  # hand resting on the thigh
+    P.arm(gesture, lower=78, swing=35 + 25 * p.amp * _bump(ph + 0.8), elbow=55 + 30 * torch.sin(ph))
+    P.spine(flex=6 * torch.sin(ph), twist=8 * torch.sin(0.5 * ph))
+    P.rot(NECK, "y", 15 * p.amp * torch.sin(0.4 * ph + p.phase))
+
+
+def _crouch(P: _Pose, ph: torch.Tensor, p: ActionParams) -> None:
+    """Deep crouch on the balls of the feet (heels near the pelvis), weight shifting, hands
+    towards the floor in front; the depth breathes between 85 % and 100 %."""
+    d = 0.85 + 0.15 * _bump(ph)
+    P.rot(0, "x", 35 * d).rot(0, "z", 4 * p.amp * torch.sin(0.5 * ph))
+    for side in (L, R):
+        P.leg(side, flex=118 * d, knee=150 * d, ankle=-40 * d, abduct=10 + 12 * p.style)
+        P.rot(side["foot"], "x", -25 * d)  # toes flat on the floor, heels raised
+        P.arm(side, lower=80 - 10 * p.style, swing=45 + 25 * p.amp * d, elbow=30 + 30 * p.style)
+    P.spine(flex=15 * d, twist=6 * torch.sin(0.5 * ph))
+    P.rot(NECK, "x", -15 * d)
+
+
+def _reach(P: _Pose, ph: torch.Tensor, p: ActionParams) -> None:
+    """Reach up to a shelf (``style`` < 0.5, on tiptoe, one arm or both) or forward across a
+    table (trunk leaning, leading arm out); the reach extends and eases off between 70 % and
+    100 % of its range."""
+    r = 0.7 + 0.3 * _bump(ph) * min(p.amp, 1.0)
+    lead, other = (L, R) if p.side > 0 else (R, L)
+    if p.style < 0.5:  # up
+        P.arm(lead, lower=80, swing=150 * r, elbow=10)
+        if p.style < 0.2:
+            P.arm(other, lower=80, swing=140 * r, elbow=15)
+        else:
+            P.arm(other, lower=78, swing=10, elbow=20)
+        for side in (L, R):
+            P.leg(side, flex=2, knee=3, ankle=25 * r)
+            P.rot(side["foot"], "x", -25 * r)  # on tiptoe: toes flat, heels up
+        P.spine(flex=-8 * r, bend=-6 * p.side * r)
+        P.rot(NECK, "x", -20 * r)
+    else:  # forward
+        P.rot(0, "x", 20 * r)
+        for side in (L, R):
+            P.leg(side, flex=20 * r + (10 * r if side is lead else 0),
+                  knee=(15 if side is lead else 5) * r, ankle=-5 * r)
+        P.arm(lead, lower=80, swing=95 + 20 * r, elbow=10)
+        P.arm(other, lower=75, swing=30, elbow=30)
+        P.spine(flex=25 * r, twist=-12 * p.side * r)
+        P.rot(NECK, "x", -25 * r)
+
+
+def _lie(P: _Pose, ph: torch.Tensor, p: ActionParams) -> None:
+    """Lying on the floor: supine (``style`` < 0.4), on one side (< 0.7) or prone, with slow
+    limb movements (a knee drawn up, a small roll of the body)."""
+    b = _bump(ph) * min(p.amp, 1.1)
+    roll = 8 * torch.sin(0.5 * ph)
+    up, down = (L, R) if p.side > 0 else (R, L)
+    if p.style < 0.4:  # supine: head-to-feet axis horizontal, facing up
+        P.rot(0, "x", -90).rot(0, "y", roll)
+        P.leg(up, flex=45 * b, knee=90 * b, ankle=-10 * b)
+        P.leg(down, flex=3, knee=5, ankle=20)
+        P.arm(up, lower=60 + 20 * p.amp, swing=10 * b, elbow=20)
+        P.arm(down, lower=80, swing=15, elbow=60 * b)
+        P.rot(NECK, "x", 15)
+    elif p.style < 0.7:  # on the ``down`` side, knees drawn in
+        P.rot(0, "z", 90 * (1 if down is L else -1)).rot(0, "y", roll)
+        for side in (L, R):
+            P.leg(side, flex=35 + 20 * b, knee=50 + 30 * b, ankle=10)
+            P.arm(side, lower=80, swing=60 + 20 * b, elbow=50)
+        P.spine(flex=10 + 5 * b)
+        P.rot(NECK, "z", 20 * (1 if down is L else -1))
+    else:  # prone, forearms under the head, one lower leg swinging
+        P.rot(0, "x", 90).rot(0, "y", roll)
+        P.leg(up, flex=0, knee=70 * b, ankle=30)
+        P.leg(down, flex=0, knee=5, ankle=35)
+        for side in (L, R):
+            P.arm(side, lower=-10, swing=60, elbow=110)
+        P.rot(NECK, "y", 30 * p.side).rot(HEAD, "x", -10)
+
+
 _ACTION_FNS: dict[str, tuple[Callable, tuple[float, float], str]] = {
     # name: (builder, tempo range Hz, foot lock: "stance" | "both" | "side")
     "walk": (_walk, (0.75, 1.05), "stance"),
@@ -237,15 +323,25 @@ _ACTION_FNS: dict[str, tuple[Callable, tuple[float, float], str]] = {
     "kneel": (_kneel, (0.1, 0.2), "side"),
     "idle": (_idle, (0.1, 0.3), "both"),
     "kick": (_kick, (0.4, 0.7), "side"),
+    "sit": (_sit, (0.1, 0.25), "both"),
+    "crouch": (_crouch, (0.1, 0.25), "both"),
+    "reach": (_reach, (0.15, 0.35), "both"),
+    "lie": (_lie, (0.05, 0.15), "both"),
 }
-#: Names of the procedural actions, in a fixed order.
-ACTIONS: tuple[str, ...] = tuple(_ACTION_FNS)
+#: The everyday poses away from standing (seated, crouched, reaching, lying on the floor): part of
+#: the autoencoder's pose pool, kept out of the benchmark splits and of
+#: :func:`vhakit.data.pose_sampler.sample_poses`' mixture.
+EVERYDAY_ACTIONS: tuple[str, ...] = ("sit", "crouch", "reach", "lie")
+#: Names of the standing procedural actions (the benchmark splits draw from these), fixed order.
+ACTIONS: tuple[str, ...] = tuple(a for a in _ACTION_FNS if a not in EVERYDAY_ACTIONS)
+#: Every procedural action: :data:`ACTIONS` then :data:`EVERYDAY_ACTIONS`.
+ALL_ACTIONS: tuple[str, ...] = ACTIONS + EVERYDAY_ACTIONS
 HOP_M = {"jumping_jacks": 0.07, "run": 0.05}  # peak height of flight phases, metres
 
 
 def _check_action(action: str) -> None:
     if action not in _ACTION_FNS:
-        raise ValueError(f"unknown action {action!r}; valid actions: {', '.join(ACTIONS)}")
+        raise ValueError(f"unknown action {action!r}; valid actions: {', '.join(ALL_ACTIONS)}")
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
@@ -318,7 +414,7 @@ def make_clip(action: str, num_frames: int, fps: float, seed: int | torch.Genera
     """A randomised, grounded clip of a procedural action.
 
     Args:
-        action: one of :data:`ACTIONS`.
+        action: one of :data:`ALL_ACTIONS`.
         num_frames: ``T >= 1``. fps: frames per second (e.g. 30).
         seed: int or ``torch.Generator``: tempo, amplitude, style, side, start phase, heading
             and (when ``betas`` is None) the body shape are drawn from it.

@@ -8,7 +8,8 @@
                    size ~2,700 train / ~540 test frames.
 ``prior_pool``     the pose pool for the vertex-heatmap autoencoder (the paper uses AMASS): half
                    :func:`~vhakit.data.pose_sampler.sample_poses`, half procedural clips of every
-                   action, each sequence with its own random body shape; ``transl = 0``.
+                   action, the everyday ones too (sit, crouch, reach, lie), in equal shares at
+                   every size, each sequence with its own random body shape; ``transl = 0``.
 ``real_mocap``     the 20 real DeepMimic clips (:func:`~vhakit.data.motion.load_deepmimic`):
                    cross-dataset evaluation only (``part="test"``).
 =================  ===========================================================================
@@ -27,7 +28,8 @@ import torch
 
 from vhakit.data.motion import load_deepmimic
 from vhakit.data.pose_sampler import sample_poses
-from vhakit.data.procedural import ACTIONS, action_poses, make_clip, sample_betas, sample_params
+from vhakit.data.procedural import (ALL_ACTIONS, action_poses, make_clip, sample_betas,
+                                     sample_params)
 
 __all__ = ["Subject", "SplitSpec", "SPLITS", "SIZES", "PARTS", "get_split", "split_frames"]
 
@@ -96,7 +98,8 @@ SPLITS: MappingProxyType = MappingProxyType({s.name: s for s in (
               train_subjects=_LIGHTSTAGE[:5], test_subjects=_LIGHTSTAGE[5:],
               frames=(5, 45, 90)),
     SplitSpec("prior_pool", "prior", "AMASS-like pose pool for the autoencoder: sampler + all "
-              "procedural actions, random shapes", actions=ACTIONS, stride=3,
+              "procedural actions (sitting, crouching, reaching, lying included), random shapes",
+              actions=ALL_ACTIONS, stride=3,
               frames=((512, 128), (20000, 2000), (200000, 10000))),
     SplitSpec("real_mocap", "mocap", "20 real DeepMimic clips retargeted to SMPL (evaluation "
               "only)", frames=(10, 3, 1)),
@@ -181,7 +184,9 @@ def split_frames(name: str, part: str = "train", size: str = "tiny", seed: int =
 
 def _prior_frames(spec: SplitSpec, part: str, size: str, seed: int) -> dict[str, np.ndarray]:
     total = spec.frames[SIZES.index(size)][PARTS.index(part)]
-    n_sampled, seq_len = total // 2, 32
+    n_sampled = total // 2
+    # Sequences of up to 32 frames, shorter when needed for every action to get one.
+    seq_len = min(32, max(1, (total - n_sampled) // len(spec.actions)))
     gen = torch.Generator().manual_seed(_seed(seed, spec.name, part))
     chunks = [_chunk(sample_poses(n_sampled, gen).numpy(), np.zeros(10), np.zeros((n_sampled, 3)),
                      f"{spec.name}/sampler", "sampler", "random", np.arange(n_sampled))]
