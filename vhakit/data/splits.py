@@ -28,8 +28,7 @@ import torch
 
 from vhakit.data.motion import load_deepmimic
 from vhakit.data.pose_sampler import sample_poses
-from vhakit.data.procedural import (ALL_ACTIONS, action_poses, make_clip, sample_betas,
-                                     sample_params)
+from vhakit.data.procedural import ALL_ACTIONS, action_poses, make_clip, sample_betas, sample_params
 
 __all__ = ["Subject", "SplitSpec", "SPLITS", "SIZES", "PARTS", "get_split", "split_frames"]
 
