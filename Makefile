@@ -36,8 +36,9 @@ demo: setup
 test: setup
 	VHAKIT_FAST=1 $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=600 tests notebooks $(PYTEST_ARGS)
 
+# Jupyter refuses to run as root without --allow-root; Docker classrooms often run as root.
 lab: setup
-	$(BIN)/jupyter lab notebooks/ --ip=127.0.0.1 --no-browser
+	$(BIN)/jupyter lab notebooks/ --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # Voila comes with the notebooks extra; installed here too when EXTRAS was overridden without it.
 classroom: setup

@@ -284,3 +284,78 @@ def test_html_backend_and_fallback_when_interactive_fails(monkeypatch):
         view = viz3d.show(pl, "client")
     assert view.backend == "static" and _body_fraction(view.png) > 0.01
     pl.close()
+
+
+# --- picking a vertex by body part; notebook 02's figures ----------------------------------------
+def test_part_vertex_finds_the_hand_whichever_way_the_body_faces(open_body):
+    from vhakit.body import JOINT_NAMES
+    from vhakit.scenes import part_vertex
+
+    labels = open_body.part_labels
+    hand = JOINT_NAMES.index("left_hand")
+    turned = torch.tensor([[0.0, np.pi, 0.0]])  # facing -z: the left hand is now on the -x side
+    with torch.no_grad():
+        verts = open_body(global_orient=turned).vertices[0]
+    picked = part_vertex(verts, labels, "left_hand")
+    assert int(labels[picked]) == hand
+    furthest = int(torch.argmax(verts[:, 0]))  # "furthest along +x" picks the other side
+    assert JOINT_NAMES[int(labels[furthest])].startswith("right_")
+    # by hand: of the hand's vertices, the one nearest their centroid
+    members = [i for i in range(len(labels)) if int(labels[i]) == hand]
+    centre = verts[members].mean(0)
+    best = min(members, key=lambda i: float(((verts[i] - centre) ** 2).sum()))
+    assert picked == best == part_vertex(verts, labels, hand)
+    with pytest.raises(ValueError, match="JOINT_NAMES"):
+        part_vertex(verts, labels, "left_paw")
+    with pytest.raises(ValueError, match="part_labels"):
+        part_vertex(verts, labels[:10], "left_hand")
+
+
+def test_soft_argmax_figure_is_large_and_names_the_error():
+    import matplotlib.pyplot as plt
+
+    from vhakit.heatmaps import Cuboid, encode_gaussian, soft_argmax
+    from vhakit.viz_heatmaps import soft_argmax_figure
+
+    cub = Cuboid(torch.zeros(1, 3), side=2.0, resolution=16)
+    v = torch.tensor([[[0.3, -0.2, 0.1]]])
+    logits = 6.0 * encode_gaussian(v, cub, sigma_vox=1.0)
+    logits = logits / logits.amax()
+    betas = torch.logspace(-1, 1, 5)
+    path = torch.cat([soft_argmax(logits, cub, beta=float(b))[0] for b in betas])  # (5, 3)
+    fig = soft_argmax_figure(logits, cub, 2.0, betas, path, truth_m=v[0, 0])
+    try:
+        w, h = fig.get_size_inches()
+        assert len(fig.axes) >= 4 and w >= 10 and h >= 9  # 2 x 2 panels, each readable
+        est = soft_argmax(logits, cub, beta=2.0)[0, 0]
+        err = float((est - v[0, 0]).norm()) * 1000
+        assert fig._suptitle.get_text() == f"beta = 2: estimate {err:.0f} mm from the vertex"
+    finally:
+        plt.close(fig)
+
+
+def test_3d_scatter_has_few_ticks():
+    import matplotlib.pyplot as plt
+
+    from vhakit.heatmaps import Cuboid
+    from vhakit.viz_heatmaps import scatter_vertices_3d
+
+    fig = plt.figure(figsize=(6, 6))
+    ax = fig.add_subplot(projection="3d")
+    scatter_vertices_3d(ax, torch.rand(20, 3) - 0.5, Cuboid(torch.zeros(1, 3), 2.0, 16))
+    fig.canvas.draw()
+    try:
+        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # 0.25 m ticks overlapped at 6 in
+            inside = [t for t in axis.get_majorticklocs() if -1.0 <= t <= 1.0]
+            assert len(inside) <= 5, inside
+    finally:
+        plt.close(fig)
+
+
+def test_scale_bar_labels_fall_on_round_millimetres():
+    from vhakit.scenes import scale_bar_labels
+
+    for high in (100, 125, 200, 225, 250, 275, 300):
+        n = scale_bar_labels(0, high)
+        step = high / (n - 1)
+        assert 4 <= n <= 7 and step % 5 == 0, (high, n, step)  # 0-275: 0, 55, ..., not 69, 138

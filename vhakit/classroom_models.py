@@ -24,7 +24,8 @@ import torch
 
 __all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_available",
            "read_card", "card_frames", "evaluate_pretrained", "pretrain_classroom",
-           "pretrained_reconstructions", "viewer_reconstructions"]
+           "pretrained_reconstructions", "viewer_frames", "viewer_cache_path",
+           "cached_pretrained_reconstructions", "viewer_reconstructions"]
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "assets" / "pretrained"
 PRETRAINED_NAMES = ("vha", "bcp", "baseline")
@@ -278,22 +279,78 @@ def pretrained_reconstructions(n_frames: int = 4, directory: str | os.PathLike |
         subsample_indices=body.subsample_indices.numpy())
 
 
+def viewer_frames(n_frames: int | None = None) -> int:
+    """Frames the viewer's pretrained path shows: ``n_frames``, or 4 with ``VHAKIT_FAST=1``,
+    else 12."""
+    from vhakit.pipeline import fast_mode
+
+    return int(n_frames) if n_frames is not None else (4 if fast_mode() else 12)
+
+
+def viewer_cache_path(n_frames: int, directory: str | os.PathLike | None = None) -> Path:
+    """Where :func:`cached_pretrained_reconstructions` keeps the reconstructions of
+    ``n_frames`` frames: ``<data root>/classroom_viewer/`` (next to the data sets they are
+    made from), named by a hash of the checkpoints, the frames, the evaluation's fitting
+    settings and the kit's source code, so a new checkpoint, setting or model code never reads
+    a stale file."""
+    from vhakit.pipeline import data_root, eval_hash
+
+    card = read_card(directory)
+    key = json.dumps({"files": {k: v["sha256"] for k, v in sorted(card["files"].items())},
+                      "data": card["data"]["data_preset"], "split": card["data"]["test_split"],
+                      "n": int(n_frames), "eval": eval_hash(), "code": _source_hash()},
+                     sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return data_root() / "classroom_viewer" / f"pretrained-{int(n_frames)}f-{digest}.npz"
+
+
+def _source_hash() -> str:
+    """A hash of the kit's Python sources (what predicts, fits and renders the frames)."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_pretrained_reconstructions(n_frames: int,
+                                      directory: str | os.PathLike | None = None):
+    """:func:`pretrained_reconstructions` of ``n_frames`` frames, read from
+    :func:`viewer_cache_path` when an earlier call (or ``vhakit.classroom.prepare``) stored
+    them there: about 1 s instead of ~15 s of prediction and SMPL fitting on 2 cores."""
+    from vhakit.recon import Reconstructions
+
+    path = viewer_cache_path(n_frames, directory)
+    if path.is_file():
+        try:
+            return Reconstructions.load(path)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable (e.g. a half-copied file): computed again below
+    recons = pretrained_reconstructions(n_frames, directory)
+    try:
+        recons.save(path)
+    except OSError:
+        pass  # a read-only data folder: the viewer works, it just computes again next time
+    return recons
+
+
 def viewer_reconstructions(use_pretrained: bool = True, n_frames: int | None = None):
     """What the viewer shows, best first: the demo's output (``runs/demo``) if it exists, else
-    the pretrained models' reconstructions (``use_pretrained`` and the checkpoints present),
-    else the labelled stand-in. Returns ``(recons, source)``, ``source`` in words.
+    the pretrained models' reconstructions (``use_pretrained`` and the checkpoints present;
+    cached, see :func:`cached_pretrained_reconstructions`), else the labelled stand-in.
+    Returns ``(recons, source)``, ``source`` in words.
 
-    ``n_frames``: frames of the pretrained path (default 4 with ``VHAKIT_FAST=1``, else 12)."""
-    from vhakit.pipeline import fast_mode
+    ``n_frames``: frames of the pretrained path (default :func:`viewer_frames`)."""
     from vhakit.standin import DEMO_RECONSTRUCTIONS, load_reconstructions
 
     demo = Path(DEMO_RECONSTRUCTIONS)
     found = any((base / demo).is_file() for base in [Path.cwd(), *list(Path.cwd().parents)[:3]])
     if found or not (use_pretrained and pretrained_available()):
         return load_reconstructions()
-    n = n_frames if n_frames is not None else (4 if fast_mode() else 12)
+    n = viewer_frames(n_frames)
     card = read_card()
-    return pretrained_reconstructions(n), (
+    return cached_pretrained_reconstructions(n), (
         f"pretrained classroom models ({card['preset']} preset, seed {card['seed']}; "
         f"vhakit/assets/pretrained/MODEL_CARD.md) on {n} {card['data']['test_split']} test frames")
 

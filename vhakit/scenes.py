@@ -12,9 +12,11 @@ import numpy as np
 from vhakit.viz import ERROR_CMAP, error_colors, method_color
 from vhakit.viz3d import import_pyvista
 
-__all__ = ["new_plotter", "mesh_polydata", "add_body", "add_error_body", "add_points",
+__all__ = ["new_plotter", "mesh_polydata", "add_body", "add_error_body", "scale_bar_labels",
+           "add_points",
            "frustum_corners", "add_cameras", "add_cuboid", "heatmap_grid", "add_heatmap",
-           "front_view", "frame_scene", "comparison_scene", "camera_scene", "heatmap_scene"]
+           "front_view", "frame_scene", "comparison_scene", "camera_scene", "heatmap_scene",
+           "part_vertex"]
 
 BACKGROUND = "white"
 
@@ -77,8 +79,20 @@ def add_error_body(pl, vertices_m, faces, errors_m, *, clim_mm=None, cmap: str =
     pl.add_mesh(mesh, scalars=title, clim=list(clim), cmap=cmap, smooth_shading=True, name=name,
                 scalar_bar_args={"title": title, "fmt": "%.0f", "color": "black",
                                  "vertical": True, "position_x": 0.86, "position_y": 0.1,
-                                 "height": 0.8, "width": 0.08})
+                                 "height": 0.8, "width": 0.08,
+                                 "n_labels": scale_bar_labels(*clim)})
     return clim
+
+
+def scale_bar_labels(low_mm: float, high_mm: float) -> int:
+    """How many labels a scale bar from ``low_mm`` to ``high_mm`` gets: 5 (quarters), 6, 4 or 7,
+    the first whose steps are whole multiples of 5 mm (0-275 mm: 0, 55, ..., 275), else 5."""
+    span = high_mm - low_mm
+    for n in (5, 6, 4, 7):
+        step = span / (n - 1)
+        if step >= 5 and abs(step / 5 - round(step / 5)) < 1e-6:
+            return n
+    return 5
 
 
 def add_points(pl, points_m, *, color=(0.1, 0.1, 0.1), radius_m: float = 0.012,
@@ -224,8 +238,9 @@ def frame_scene(pl, recons, frame: int, method: str, layers: dict[str, bool],
     """The viewer's scene: one method on one frame with optional layers ``"mesh"``,
     ``"error colours"``, ``"ground truth ghost"``, ``"108 points"`` and ``"cameras"``.
 
-    The camera frames the ground truth of all frames (it does not jump between frames), or the
-    cameras too when they are shown.
+    The camera frames this frame's body: its ground truth and the shown method's mesh (a
+    motion may wander metres from the origin, and a poor prediction far from the truth stays
+    in view), or the cameras too when they are shown.
     """
     gt = recons.meshes[recons.GT][frame]
     verts = recons.meshes[method][frame]
@@ -258,9 +273,7 @@ def frame_scene(pl, recons, frame: int, method: str, layers: dict[str, bool],
         centres = -np.einsum("vji,vj->vi", _np(recons.R[frame]), _np(recons.t[frame]))
         front_view(pl, np.vstack([gt, centres]), azimuth_deg=35.0, elevation_deg=35.0)
     else:
-        all_gt = recons.meshes[recons.GT]
-        box = np.stack([all_gt.min(axis=(0, 1)), all_gt.max(axis=(0, 1))])
-        front_view(pl, box, reserve_right=0.2 if bar else 0.0)
+        front_view(pl, np.vstack([gt, verts]), reserve_right=0.2 if bar else 0.0)
     pl.add_text(f"{method}, frame {frame}", position="upper_left", font_size=10,
                 color="black")
 
@@ -334,6 +347,38 @@ def camera_scene(recons, frame: int, *, method: str | None = None, depth_m: floa
     front_view(pl, np.vstack([recons.meshes[method][frame], centres]),
                azimuth_deg=35.0, elevation_deg=35.0)
     return pl
+
+
+def part_vertex(vertices_m, part_labels, part: str | int) -> int:
+    """The index of a vertex of one body part: of the vertices whose label is ``part`` (an
+    SMPL joint name of :data:`vhakit.body.JOINT_NAMES` such as ``"left_hand"``, or its
+    index), the one nearest their centroid -- the middle of that part in this pose.
+
+    Picking by label finds the hand whatever way the body faces; "the vertex furthest along
+    +x" is the left hand only for a body facing +z.
+
+    Args:
+        vertices_m: ``(V, 3)`` metres (one posed mesh).
+        part_labels: ``(V,)`` int, the joint each vertex follows most
+            (``BodyModel.open().part_labels``).
+        part: joint name or index.
+    """
+    from vhakit.body import JOINT_NAMES
+
+    v, labels = _np(vertices_m), _np(part_labels, np.int64)
+    _check(v, "vertices_m", (-1, 3))
+    if labels.shape != (len(v),):
+        raise ValueError(f"part_labels must have shape ({len(v)},), got {labels.shape}")
+    if isinstance(part, str):
+        if part not in JOINT_NAMES:
+            raise ValueError(f"part must be one of vhakit.body.JOINT_NAMES, got {part!r}")
+        part = JOINT_NAMES.index(part)
+    members = np.flatnonzero(labels == int(part))
+    if not len(members):
+        raise ValueError(f"no vertex is labelled part {part}; part_labels holds "
+                         f"{sorted(set(labels.tolist()))}")
+    centre = v[members].mean(axis=0)
+    return int(members[np.argmin(np.linalg.norm(v[members] - centre, axis=1))])
 
 
 def heatmap_scene(vertices_m, faces, heatmap, center_m, side_m: float, *, vertex: int | None = None,

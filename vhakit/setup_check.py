@@ -246,6 +246,21 @@ class WidgetProbe:
     def round_trip_ok(self) -> bool:
         return self._echo.value == self._sent.value
 
+    def round_trip_text(self, frontend: str | None = None) -> str:
+        """What to print about the round trip, true wherever the notebook runs: ``"works"``
+        once the browser answered; otherwise, where no browser can answer (an executed
+        notebook, plain Python; ``frontend`` as :func:`vhakit.viz3d.detect_frontend`, detected
+        when None), that it was not tested; else that it is still waiting."""
+        if self.round_trip_ok:
+            return "works"
+        if frontend is None:
+            from vhakit.viz3d import detect_frontend
+
+            frontend = detect_frontend()
+        if frontend in ("executed", "none"):
+            return "not tested: no browser displays this notebook (executed without one)"
+        return "waiting for the browser to render the box above; run this cell again"
+
     @staticmethod
     def _label(round_trip: bool) -> str:
         extra = ("browser &rarr; kernel round trip works" if round_trip else

@@ -13,8 +13,13 @@ of the mesh given the pelvis position, not of locating the person.
 
 BCP loss (Eqs. 5-7): ``L = sum_i |V_hat_i - V_i|_1 / N + lambda * mean_voxels |z_hat - z|`` with
 ``z = VHAEncoder(H_gt)`` (the frozen trained encoder) and lambda = 100, each term switchable
-(Table 1), plus ``visibility_weight * BCE(visibility logits, rendered visibility)``. Baseline
-loss: the vertex term and the visibility term. Evaluation: MPVE of the 108 vertices in mm.
+(Table 1), plus ``visibility_weight * s * BCE(visibility logits, rendered visibility)``. The
+vertex L1 is in ``config.vertex_loss_unit`` (mm by default: the unit of the paper's data, to
+which lambda is tuned), ``s`` = 1000 in mm, 1 in metres (the visibility weight is relative to
+the vertex L1 in metres; see :class:`~vhakit.config.BCPTaskConfig`). Baseline loss: the vertex
+term and the visibility term. Each training step also reports every weighted term's share of
+the loss (``share_vertex``, ``share_code``, ``share_visibility``: term / total, summing to 1; a
+log row holds their mean over its steps). Evaluation: MPVE of the 108 vertices in mm.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from vhakit.config import (
+    LEGACY_VERTEX_LOSS_UNIT,
     BaselineConfig,
     BaselineTaskConfig,
     BCPConfig,
@@ -38,7 +44,15 @@ from vhakit.config import (
     config_dict,
 )
 from vhakit.runtime import default_device
-from vhakit.train import StepContext, TrainResult, augment_params, fit, load_vha, read_run
+from vhakit.train import (
+    StepContext,
+    TrainResult,
+    augment_params,
+    fit,
+    load_checkpoint,
+    load_vha,
+    read_run,
+)
 
 __all__ = ["BCPTask", "BaselineTask", "train_bcp", "train_baseline", "load_bcp", "load_baseline",
            "predict_vertices", "batch_center"]
@@ -69,9 +83,18 @@ def _run(model, batch: dict, center: torch.Tensor, **kwargs):
                  **kwargs)
 
 
-def _vertex_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 5: mean over vertices (and batch) of the L1 norm of ``V_hat_i - V_i`` (metres)."""
-    return (pred - target).abs().sum(-1).mean()
+def _vertex_l1(pred: torch.Tensor, target: torch.Tensor, scale: float) -> torch.Tensor:
+    """Eq. 5: mean over vertices (and batch) of the L1 norm of ``V_hat_i - V_i``; ``pred,
+    target (B, N, 3)`` metres, the loss in metres x ``scale`` (1000: millimetres)."""
+    return (pred - target).abs().sum(-1).mean() * scale
+
+
+def _total_and_shares(terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """The sum of the weighted loss ``terms`` and each one's share of it (``share_<name>``,
+    detached; the shares sum to 1)."""
+    total = sum(terms.values())
+    denom = total.detach().clamp_min(torch.finfo(total.dtype).tiny)
+    return total, {f"share_{k}": v.detach() / denom for k, v in terms.items()}
 
 
 def _visibility_bce(logits: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -81,7 +104,8 @@ def _visibility_bce(logits: torch.Tensor, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate(model, loader, device, with_code: bool) -> dict[str, float]:
+def _evaluate(model, loader, device, with_code: bool, scale: float) -> dict[str, float]:
+    """Means over the samples; ``loss_vertex`` in the training loss's unit (metres x ``scale``)."""
     tot = torch.zeros(5, dtype=torch.float64)
     for batch in loader:
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -91,7 +115,7 @@ def _evaluate(model, loader, device, with_code: bool) -> dict[str, float]:
         vis_acc = ((out.visibility_logits > 0) == (batch["visibility"] > 0.5)).float().mean((1, 2))
         code = (torch.zeros_like(err) if not with_code else
                 (out.latent - _unwrap(model).target_code(verts, center)).abs().flatten(1).mean(1))
-        loss = (out.vertices - verts).abs().sum(-1).mean(-1)
+        loss = (out.vertices - verts).abs().sum(-1).mean(-1) * scale
         tot += torch.stack([err.sum(), vis_acc.sum(), code.sum(), loss.sum(),
                             torch.tensor(float(len(err)), device=err.device)]).double().cpu()
     n = max(tot[4].item(), 1.0)
@@ -116,12 +140,12 @@ class BCPTask:
         center = batch_center(batch, ctx, cfg.jitter_m)
         out = _run(model, batch, center, decode=cfg.use_vertex_loss)
         l_vis = _visibility_bce(out.visibility_logits, batch)
-        loss = cfg.visibility_weight * l_vis
+        terms = {"visibility": cfg.visibility_weight * cfg.vertex_loss_scale * l_vis}
         metrics = {"loss_visibility": l_vis.detach()}
         pred = out.vertices
         if cfg.use_vertex_loss:
-            l_vert = _vertex_l1(pred, verts)
-            loss = loss + l_vert
+            l_vert = _vertex_l1(pred, verts, cfg.vertex_loss_scale)
+            terms["vertex"] = l_vert
             metrics["loss_vertex"] = l_vert.detach()
         else:  # still report the vertex error (no gradient through the decoder)
             with torch.no_grad():
@@ -129,38 +153,43 @@ class BCPTask:
         if cfg.use_code_loss:
             target = _unwrap(model).target_code(verts, center)
             l_code = (out.latent - target).abs().mean()
-            loss = loss + cfg.code_weight * l_code
+            terms["code"] = cfg.code_weight * l_code
             metrics["loss_code"] = l_code.detach()
+        loss, shares = _total_and_shares(terms)
         with torch.no_grad():
             metrics["mpve_mm"] = (pred - verts).norm(dim=-1).mean() * 1000
-        return loss, metrics
+        return loss, {**metrics, **shares}
 
     def evaluate(self, model, loader, device):
         """MPVE (mm) of the 108 vertices, visibility accuracy, code L1, over all samples
         (cuboid at the ground-truth pelvis, no jitter)."""
-        return _evaluate(model, loader, device, with_code=True)
+        return _evaluate(model, loader, device, with_code=True, scale=self.config.vertex_loss_scale)
 
 
 @dataclass(frozen=True)
 class BaselineTask:
-    """Train :class:`~vhakit.models.baseline.LMTBaseline`: vertex L1 + visibility BCE."""
+    """Train :class:`~vhakit.models.baseline.LMTBaseline`: vertex L1 (in
+    ``config.vertex_loss_unit``) + ``visibility_weight`` x 1000 (in mm) x visibility BCE."""
 
     config: BaselineTaskConfig = field(default_factory=BaselineTaskConfig)
     name: str = "baseline"
     primary_metric: str = "mpve_mm"
 
     def compute_loss(self, model, batch, ctx):
+        cfg = self.config
         verts = batch["vertices108"].float()
-        out = _run(model, batch, batch_center(batch, ctx, self.config.jitter_m))
-        l_vert = _vertex_l1(out.vertices, verts)
+        out = _run(model, batch, batch_center(batch, ctx, cfg.jitter_m))
+        l_vert = _vertex_l1(out.vertices, verts, cfg.vertex_loss_scale)
         l_vis = _visibility_bce(out.visibility_logits, batch)
+        loss, shares = _total_and_shares(
+            {"vertex": l_vert, "visibility": cfg.visibility_weight * cfg.vertex_loss_scale * l_vis})
         with torch.no_grad():
             mpve = (out.vertices - verts).norm(dim=-1).mean() * 1000
-        return (l_vert + self.config.visibility_weight * l_vis,
-                {"loss_vertex": l_vert.detach(), "loss_visibility": l_vis.detach(), "mpve_mm": mpve})
+        return loss, {"loss_vertex": l_vert.detach(), "loss_visibility": l_vis.detach(),
+                      "mpve_mm": mpve, **shares}
 
     def evaluate(self, model, loader, device):
-        return _evaluate(model, loader, device, with_code=False)
+        return _evaluate(model, loader, device, with_code=False, scale=self.config.vertex_loss_scale)
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -183,6 +212,25 @@ def _fit_config(train: TrainConfig) -> TrainConfig:
     (:func:`vhakit.models.bcp.channels_last_3d`); ``fit``'s whole-model conversion would fail on
     the 2D layers' weights, so it is switched off here (the run config keeps the setting)."""
     return replace(train, channels_last=False)
+
+
+def _task_section(task, out_dir, resume: bool, overrides: dict):
+    """``(task config, its run-config dict)``. A run folder written before ``vertex_loss_unit``
+    existed trained its vertex L1 in metres: resuming it keeps metres and stores the section as
+    it was (no ``vertex_loss_unit`` key), unless the unit is overridden (then :func:`fit` reports
+    the difference)."""
+    ckpt_path = Path(out_dir) / "last.pt"
+    if not (resume and ckpt_path.exists()):
+        return task, config_dict(task)
+    saved = load_checkpoint(ckpt_path)["run_config"].get("task_config", {})
+    if "vertex_loss_unit" in saved:
+        return task, config_dict(task)
+    if not {"vertex_loss_unit", "task.vertex_loss_unit"} & set(overrides):
+        task = replace(task, vertex_loss_unit=LEGACY_VERTEX_LOSS_UNIT)
+    section = config_dict(task)
+    if task.vertex_loss_unit == LEGACY_VERTEX_LOSS_UNIT:
+        del section["vertex_loss_unit"]
+    return task, section
 
 
 def train_bcp(preset: str = "teaching", data: Dataset | str | os.PathLike | None = None,
@@ -213,12 +261,13 @@ def train_bcp(preset: str = "teaching", data: Dataset | str | os.PathLike | None
     if isinstance(vha, (str, os.PathLike)):
         vha = load_vha(vha, device="cpu")
     cfg = bcp_configs(preset, **overrides)
+    task, task_dict = _task_section(cfg.task, out_dir, resume, overrides)
     torch.manual_seed(cfg.train.seed)
     model = BodyCodePredictor(cfg.model, vha.config).init_from_vha(
-        vha.cpu(), encoder=cfg.task.init_from_vha)
+        vha.cpu(), encoder=task.init_from_vha)
     run_config = {"model": config_dict(cfg.model), "vha": config_dict(vha.config),
-                  "task_config": config_dict(cfg.task), "train": config_dict(cfg.train)}
-    return fit(model, BCPTask(cfg.task), data, _fit_config(cfg.train), out_dir,
+                  "task_config": task_dict, "train": config_dict(cfg.train)}
+    return fit(model, BCPTask(task), data, _fit_config(cfg.train), out_dir,
                eval_data=eval_data, resume=resume, overwrite=overwrite, run_config=run_config,
                progress=progress)
 
@@ -236,11 +285,12 @@ def train_baseline(preset: str = "teaching", data: Dataset | str | os.PathLike |
     if data is None:
         raise TypeError("data is required: a multi-view Dataset or a dataset folder")
     cfg = baseline_configs(preset, **overrides)
+    task, task_dict = _task_section(cfg.task, out_dir, resume, overrides)
     torch.manual_seed(cfg.train.seed)
     model = LMTBaseline(cfg.model)
-    run_config = {"model": config_dict(cfg.model), "task_config": config_dict(cfg.task),
+    run_config = {"model": config_dict(cfg.model), "task_config": task_dict,
                   "train": config_dict(cfg.train)}
-    return fit(model, BaselineTask(cfg.task), data, _fit_config(cfg.train), out_dir,
+    return fit(model, BaselineTask(task), data, _fit_config(cfg.train), out_dir,
                eval_data=eval_data, resume=resume, overwrite=overwrite, run_config=run_config,
                progress=progress)
 

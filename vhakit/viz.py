@@ -173,8 +173,9 @@ def draw_frame(fig, recons, frame: int, method: str, layers: dict[str, bool],
         if pts is not None:
             p = np.asarray(pts[frame]) @ view_rotation(azimuth_deg).T
             ax.scatter(p[:, 0], p[:, 1], s=6, c="crimson", zorder=3)
-    all_gt = recons.meshes[recons.GT] @ view_rotation(azimuth_deg).T
-    lo, hi = all_gt.min(axis=(0, 1)), all_gt.max(axis=(0, 1))
+    # frame this frame's body (truth and shown mesh): a motion may wander metres from the origin
+    shown = np.vstack([gt, verts]) @ view_rotation(azimuth_deg).T
+    lo, hi = shown.min(axis=0), shown.max(axis=0)
     pad = 0.05 * float(np.max(hi - lo))
     ax.set_xlim(lo[0] - pad, hi[0] + pad)
     ax.set_ylim(lo[1] - pad, hi[1] + pad)

@@ -16,7 +16,8 @@ from vhakit.heatmaps import Cuboid
 from vhakit.viz import view_rotation
 
 __all__ = ["cuboid_edges", "draw_cuboid", "SLICE_PLANES", "plot_heatmap_slices",
-           "scatter_vertices_3d", "plot_errors_vs_resolution", "plot_beta_path"]
+           "scatter_vertices_3d", "plot_errors_vs_resolution", "plot_beta_path",
+           "soft_argmax_figure"]
 
 #: Slice planes: name -> (horizontal axis, vertical axis, fixed axis); 0/1/2 = x/y/z.
 SLICE_PLANES = {"front (x-y)": (0, 1, 2), "side (z-y)": (2, 1, 0), "top (x-z)": (0, 2, 1)}
@@ -104,9 +105,12 @@ def scatter_vertices_3d(ax3d, vertices_m, cuboid: Cuboid | None = None, b: int =
     if cuboid is not None:
         for e in cuboid_edges(cuboid, b):
             ax3d.plot(e[:, 0], e[:, 2], e[:, 1], color="0.5", lw=0.6, ls="--")
-    ax3d.set_xlabel("x (m)")
-    ax3d.set_ylabel("z (m)")
-    ax3d.set_zlabel("y (m)")
+    from matplotlib.ticker import MaxNLocator
+
+    for axis, name in ((ax3d.xaxis, "x (m)"), (ax3d.yaxis, "z (m)"), (ax3d.zaxis, "y (m)")):
+        axis.set_major_locator(MaxNLocator(nbins=4))  # 0.5 m steps on a 2 m cuboid
+        axis.set_label_text(name)
+    ax3d.tick_params(labelsize=8, pad=1)
     ax3d.set_box_aspect((1, 1, 1))
     return coll
 
@@ -167,3 +171,36 @@ def plot_beta_path(ax, cuboid: Cuboid, estimates_m, betas, plane: str = "front (
     ax.set_ylabel(f"{_AXIS[ver]} (m)")
     ax.set_aspect("equal")
     return art
+
+
+def soft_argmax_figure(logits: torch.Tensor, cuboid: Cuboid, beta: float, betas,
+                       path_m, truth_m):
+    """The soft-argmax at one inverse temperature, as a 2 x 2 figure: slices of
+    ``p = softmax(beta * logits)`` through the estimate (front, side, top) and the path of the
+    estimate over all ``betas`` (:func:`plot_beta_path`), the one nearest ``beta`` circled.
+
+    Args:
+        logits: ``(1, 1, Gx, Gy, Gz)`` one heatmap's logits on ``cuboid`` (batch 1).
+        beta: the inverse temperature shown in the slices.
+        betas: ``(K,)`` and ``path_m``: ``(K, 3)`` metres, the estimates for each of them.
+        truth_m: ``(3,)`` metres, the vertex the logits peak at.
+    Returns:
+        the matplotlib ``Figure`` (10 x 9 in, so each panel is readable in a notebook column).
+    """
+    import matplotlib.pyplot as plt
+
+    from vhakit.heatmaps import soft_argmax
+
+    coords, probs = soft_argmax(logits, cuboid, beta=float(beta), return_probs=True)
+    b = torch.as_tensor(betas, dtype=torch.float64)
+    current = int((b.log() - np.log(float(beta))).abs().argmin())
+    fig, axes = plt.subplots(2, 2, figsize=(10, 9), constrained_layout=True)
+    flat = axes.ravel()
+    plot_heatmap_slices(flat[:3], probs[0, 0], cuboid, at_m=coords[0, 0], marker_m=coords[0, 0])
+    plot_beta_path(flat[3], cuboid, path_m, betas, truth_m=truth_m, current=current)
+    flat[3].set_title("the estimate for every beta (colour: log10 beta)", fontsize=9)
+    flat[3].legend(fontsize=8)
+    err_mm = float((coords[0, 0] - torch.as_tensor(truth_m, dtype=coords.dtype)).norm()) * 1000
+    fig.suptitle(f"beta = {float(beta):.3g}: estimate {err_mm:.0f} mm from the vertex",
+                 fontsize=11)
+    return fig

@@ -6,6 +6,11 @@
     recons, source = load_reconstructions()    # the demo's output, or a labelled stand-in
     ReconstructionViewer(recons)               # frame slider, method, layers, MPVE read-out
 
+The viewer opens on a representative frame (:func:`vhakit.recon.representative_frame`: the
+median error among the frames every camera sees) and colours errors on one robust scale shared
+by all methods (:func:`vhakit.recon.error_scale`: the 90th percentile of all vertex errors),
+with a caption that names the frames whose errors run off that scale.
+
 Every control calls a plain method (:meth:`ReconstructionViewer.update`), so tests and scripts
 drive the viewer kernel-side by setting widget values. The 3D view is a PNG rendered off-screen
 (pyvista, or matplotlib when pyvista cannot render) in an ``ipywidgets.Image``. Displayed in a
@@ -13,8 +18,8 @@ notebook, the viewer's output also carries that PNG, so executed or exported not
 picture where no widget front-end is alive.
 
 For the browser test and for screen readers, the read-out element carries the numbers as
-attributes (``data-frame``, ``data-method``, ``data-mpve-mm``) and the view image carries the
-CSS class ``vhakit-frame-<i>`` of the frame it shows.
+attributes (``data-frame``, ``data-method``, ``data-mpve-mm``, ``data-clim-high-mm``) and the
+view image carries the CSS class ``vhakit-frame-<i>`` of the frame it shows.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ import io
 
 import numpy as np
 
+from vhakit.recon import ErrorScale, error_scale, representative_frame
 from vhakit.standin import demo_reconstructions, load_reconstructions
 
 __all__ = ["ReconstructionViewer", "LAYERS", "demo_reconstructions", "load_reconstructions",
@@ -55,32 +61,46 @@ class ReconstructionViewer:
         methods: methods offered (default all, ground truth first).
         renderer: ``"pyvista"``, ``"matplotlib"`` or None (pyvista when it renders here).
         size: ``(W, H)`` of the 3D view in pixels.
-        clim_mm: error colour scale; default ``(0, max error of the method over all frames)``
-            so colours compare across frames.
+        frame: the frame shown first; default :func:`vhakit.recon.representative_frame`.
+        scale: the error colour scale, an :class:`vhakit.recon.ErrorScale` or ``(0, high)`` mm;
+            default :func:`vhakit.recon.error_scale` of the offered methods, one scale for all
+            of them and all frames, so colours compare across frames and methods.
     Attributes:
         widget: the ``ipywidgets.VBox`` to display; ``frame_slider``, ``method_select``,
-            ``layer_boxes`` (name -> Checkbox), ``readout`` (HTML), ``view`` (Image).
+            ``layer_boxes`` (name -> Checkbox), ``readout`` (HTML), ``caption`` (HTML: the
+            scale and the frames off it), ``view`` (Image).
+        clim_mm: ``(0, high)`` mm, the error colour scale in use.
         shown_frame, shown_method: what the view shows now; ``render_count``: renders so far.
     """
 
     def __init__(self, recons, *, methods=None, renderer: str | None = None,
-                 size: tuple[int, int] = (520, 480), clim_mm=None):
+                 size: tuple[int, int] = (520, 480), frame: int | None = None, scale=None):
         import ipywidgets as w
 
         self.recons = recons
         self.size = tuple(size)
-        self.clim_mm = clim_mm
         methods = list(methods or recons.methods)
         methods = [recons.GT] + [m for m in methods if m != recons.GT]
         unknown = [m for m in methods if m not in recons.meshes]
         if unknown:
             raise ValueError(f"methods {unknown} are not in the reconstructions {recons.methods}")
+        if frame is None:
+            frame = representative_frame(recons, methods)
+        if not 0 <= int(frame) < recons.num_frames:
+            raise ValueError(f"frame must be in 0..{recons.num_frames - 1}, got {frame}")
+        if scale is None:
+            scale = error_scale(recons, methods)
+        self.scale = scale if isinstance(scale, ErrorScale) else None
+        self.clim_mm = scale.clim_mm if isinstance(scale, ErrorScale) else tuple(
+            float(x) for x in scale)
+        if len(self.clim_mm) != 2 or not self.clim_mm[1] > self.clim_mm[0]:
+            raise ValueError(f"scale must be an ErrorScale or (low, high) mm, got {scale}")
         self.renderer = _make_renderer(renderer, recons, self.size)
         self.shown_frame: int | None = None
         self.shown_method: str | None = None
         self.render_count = 0
 
-        self.frame_slider = w.IntSlider(value=0, min=0, max=recons.num_frames - 1,
+        self.frame_slider = w.IntSlider(value=int(frame), min=0, max=recons.num_frames - 1,
                                         description="frame", continuous_update=False)
         default = next((m for m in methods if m != recons.GT), recons.GT)
         self.method_select = w.Dropdown(options=methods, value=default, description="method")
@@ -91,6 +111,11 @@ class ReconstructionViewer:
             self.layer_boxes["cameras"].disabled = True
         self.readout = w.HTML()
         self.readout.add_class("vhakit-readout")
+        caption = (self.scale.caption() if self.scale is not None else
+                   f"Error colours: {self.clim_mm[0]:.0f}-{self.clim_mm[1]:.0f} mm, the same "
+                   "for every method.")
+        self.caption = w.HTML(f'<div class="vhakit-scale-caption" style="font-size:90%">'
+                              f"{html.escape(caption)}</div>")
         self.view = w.Image(format="png", layout=w.Layout(width=f"{self.size[0]}px"))
         self.view.add_class("vhakit-view")
         self.inputs = w.Image(format="png", layout=w.Layout(width=f"{self.size[0]}px"))
@@ -102,7 +127,7 @@ class ReconstructionViewer:
         self.widget = w.VBox([
             w.HBox([self.frame_slider, self.method_select]),
             w.HBox(list(self.layer_boxes.values())),
-            self.readout, self.view, self.inputs,
+            self.readout, self.view, self.caption, self.inputs,
         ])
         self.widget.add_class("vhakit-viewer")
         self.update()
@@ -126,11 +151,6 @@ class ReconstructionViewer:
         frame = self.frame if frame is None else frame
         return float(self.recons.mpve_mm(method)[frame])
 
-    def method_clim_mm(self, method: str) -> tuple[float, float]:
-        if self.clim_mm is not None:
-            return tuple(self.clim_mm)
-        return 0.0, max(1e-3, 1000.0 * float(self.recons.vertex_errors_m(method).max()))
-
     # --- callbacks ----------------------------------------------------------------------------
     def _on_change(self, change=None) -> None:
         self.update()
@@ -143,10 +163,11 @@ class ReconstructionViewer:
         label = html.escape(r.frame_names[frame])
         self.readout.value = (
             f'<div class="vhakit-readout-text" data-frame="{frame}" '
-            f'data-method="{html.escape(method)}" data-mpve-mm="{mpve:.3f}">'
+            f'data-method="{html.escape(method)}" data-mpve-mm="{mpve:.3f}" '
+            f'data-clim-high-mm="{self.clim_mm[1]:g}">'
             f"<b>frame {frame}</b> / {r.num_frames - 1} ({label}) &middot; "
             f"<b>{html.escape(method)}</b> &middot; MPVE <b>{mpve:.1f} mm</b></div>")
-        png = self.renderer.render(frame, method, self.layers, self.method_clim_mm(method))
+        png = self.renderer.render(frame, method, self.layers, self.clim_mm)
         self.view.value = png
         for cls in [c for c in self.view._dom_classes if c.startswith("vhakit-frame-")]:
             self.view.remove_class(cls)
@@ -171,7 +192,8 @@ class ReconstructionViewer:
         """Release the widgets and the off-screen renderer."""
         self.renderer.close()
         for child in [self.frame_slider, self.method_select, *self.layer_boxes.values(),
-                      self.readout, self.view, self.inputs, *self.widget.children, self.widget]:
+                      self.readout, self.caption, self.view, self.inputs, *self.widget.children,
+                      self.widget]:
             child.close()
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from serving import free_port, wait_until_serving
+from serving import free_port, prepare_classroom_data, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -85,7 +85,8 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """JupyterLab serving a temporary copy of ``notebooks/`` (the committed notebooks are never
-    saved with outputs). The kernel runs in fast mode. CI variables are removed from its
+    saved with outputs). The kernel runs in fast mode and reads the data sets from the
+    repository's ``data/`` (prepared as for the classroom). CI variables are removed from its
     environment so the 3D backend policy is the one a student's local JupyterLab gets, unless
     ``VHAKIT_PYVISTA_BACKEND`` is set."""
     pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (the notebooks extra)")
@@ -98,7 +99,8 @@ def lab(tmp_path_factory):
     port, token = free_port(), secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if k not in CI_VARIABLES}
     env.update(VHAKIT_FAST="1", OMP_NUM_THREADS="1", JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", VHAKIT_DATA_DIR=str(REPO / "data"))
+    prepare_classroom_data()
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
            f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={token}",
            f"--ServerApp.root_dir={root}", "--allow-root",
@@ -137,3 +139,4 @@ def browser_page(tmp_path_factory):
             yield page
         finally:
             context.close()
+

@@ -1,4 +1,5 @@
-"""Helpers shared by the browser tests: a free localhost port, waiting for a server to answer."""
+"""Helpers shared by the browser tests: a free localhost port, waiting for a server to answer,
+the classroom data the notebooks read, and how much of a rendered view is body."""
 from __future__ import annotations
 
 import socket
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 SERVER_START_TIMEOUT_S = 90
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -35,3 +37,25 @@ def wait_until_serving(proc: subprocess.Popen, probe_url: str, log: Path, name: 
         if time.monotonic() > deadline:
             pytest.fail(f"{name} did not answer within {timeout_s} s:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
+
+
+def prepare_classroom_data() -> None:
+    """Build the classroom checkpoints' test frames and cache the viewer's reconstructions in the
+    repository's ``data/`` (what ``make classroom`` does before serving; ~2 min once), in fast
+    mode as the servers of these tests run, so that running a notebook only loads them."""
+    from vhakit.classroom import prepare
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VHAKIT_FAST", "1")
+        prepare(REPO / "data", progress=False)
+
+
+def png_body_share(png: bytes) -> float:
+    """The share of a rendered view's pixels that are not background (white or near it)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return float((np.abs(img - 255).sum(-1) > 60).mean())

@@ -1,8 +1,10 @@
 """Notebook 07 in a real browser: JupyterLab + headless Chromium (Playwright).
 
-Runs every cell, then checks that the viewer widget renders, that moving the frame slider
-changes the displayed frame and the MPVE read-out, and that the 3D views appear (a canvas in a
-trame iframe, or an image). Screenshots go to ``test-artifacts/``. About 1-2 minutes.
+Runs every cell, then checks what a student must see: the viewer widget renders and its first
+frame shows a body (non-background pixels in the picture), its error colour scale ends below
+300 mm with the classroom checkpoints, moving the frame slider changes the displayed frame and
+the MPVE read-out, the 3D views appear (a canvas in a trame iframe, or an image), and no cell
+shows an error. Screenshots go to ``test-artifacts/``. About 1-2 minutes.
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from serving import png_body_share
+
+from vhakit.classroom_models import pretrained_available
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -22,7 +27,8 @@ RUN_ALL_TIMEOUT_S = 180
 def _readout(page) -> dict:
     el = page.locator(".vhakit-viewer .vhakit-readout-text")
     return {"frame": el.get_attribute("data-frame"), "mpve": el.get_attribute("data-mpve-mm"),
-            "method": el.get_attribute("data-method")}
+            "method": el.get_attribute("data-method"),
+            "clim_high": el.get_attribute("data-clim-high-mm")}
 
 
 def _accept_kernel_dialog(page) -> None:
@@ -89,20 +95,30 @@ def _check_viewer(lab, page) -> None:
         "() => { const i = document.querySelector('.vhakit-viewer img.vhakit-view');"
         " return i && i.complete && i.naturalWidth > 100; }")
     first = _readout(page)
-    assert first["frame"] == "0" and float(first["mpve"]) > 0, first
-    assert "vhakit-frame-0" in view.get_attribute("class")
+    assert float(first["mpve"]) > 0, first
+    start = int(first["frame"])
+    assert f"vhakit-frame-{start}" in view.get_attribute("class")
+    share = png_body_share(view.screenshot())
+    assert share > 0.05, f"the viewer opens on frame {start} but shows almost no body ({share:.1%})"
+    if pretrained_available():  # the classroom checkpoints: a robust scale, not the worst frame's
+        assert float(first["clim_high"]) < 300, first
+    assert viewer.locator(".vhakit-scale-caption").count() == 1
     first_src = view.get_attribute("src")
+    viewer.screenshot(path=str(ARTIFACTS / "viewer_first_frame.png"))
 
     # 2. move the frame slider with the keyboard, as a student could
     handle = viewer.locator(".widget-slider .noUi-handle").first
     handle.focus()
-    page.keyboard.press("ArrowRight")
+    last = handle.get_attribute("aria-valuemax")
+    key, target = (("ArrowLeft", start - 1) if last is not None and start == int(float(last))
+                   else ("ArrowRight", start + 1))
+    page.keyboard.press(key)
     page.wait_for_function(
-        "() => document.querySelector('.vhakit-viewer .vhakit-readout-text')"
-        ".getAttribute('data-frame') === '1'", timeout=30_000)
+        "t => document.querySelector('.vhakit-viewer .vhakit-readout-text')"
+        ".getAttribute('data-frame') === t", arg=str(target), timeout=30_000)
     page.wait_for_function(
-        "() => document.querySelector('.vhakit-viewer img.vhakit-view')"
-        ".classList.contains('vhakit-frame-1')", timeout=30_000)
+        "t => document.querySelector('.vhakit-viewer img.vhakit-view')"
+        ".classList.contains('vhakit-frame-' + t)", arg=str(target), timeout=30_000)
     second = _readout(page)
     assert second["method"] == first["method"]
     assert second["mpve"] != first["mpve"], (first, second)
@@ -128,6 +144,7 @@ def _check_viewer(lab, page) -> None:
     stderr = page.locator(".jp-OutputArea-output[data-mime-type="
                           "'application/vnd.jupyter.stderr']").all_inner_texts()
     assert not [t for t in stderr if "Traceback" in t or "Error" in t], stderr
+    assert page.get_by_text("Traceback (most recent call last)").count() == 0
     page.locator(".jp-OutputArea-output").last.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "notebook07_end.png"))
     assert not [e for e in errors if "widget" in e.lower()], errors

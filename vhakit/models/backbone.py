@@ -3,12 +3,21 @@
 * :class:`ResNetBackbone`: a compact ResNet-style CNN (the kit's stand-in for LMT's
   PoseResNet-152, method notes 1.2). Images ``(B, 3, H, W)`` in [0, 1] -> features
   ``(B, C, H/4, W/4)``. Structure: a 3x3 stride-2 stem; residual stages at ``H/4`` and ``H/8``
-  (two :class:`BasicBlock` each, the first strided); the ``H/8`` stage is upsampled (bilinear)
-  and added to the ``H/4`` stage (a one-level feature pyramid, like the "simple baselines"
-  deconvolutions but cheaper); a 3x3 block and a 1x1 projection to ``C`` feature channels
-  (learnable-triangulation's ``process_features``).
+  (two :class:`BasicBlock` each, the first strided); the ``H/8`` stage is upsampled (bilinear,
+  :func:`upsample2_aligned`) and added to the ``H/4`` stage (a one-level feature pyramid, like
+  the "simple baselines" deconvolutions but cheaper); a 3x3 block and a 1x1 projection to ``C``
+  feature channels (learnable-triangulation's ``process_features``).
   With ``kind="torchvision-resnet18"`` the four ResNet-18 stages from torchvision (only when
   torchvision is installed; never required) replace the kit's stages; the output is the same.
+* **Feature-pixel centres.** A convolution (or pooling) with kernel ``k``, stride ``s`` and
+  padding ``p`` centres its output pixel ``j`` on input pixel ``s j + (k - 1) / 2 - p``; every
+  strided layer here has ``(k - 1) / 2 = p`` (3x3 pad 1, 1x1 pad 0, torchvision's 7x7 pad 3 and
+  3x3 max-pool pad 1), so pixel ``j`` of the ``H/2``, ``H/4`` and ``H/8`` maps is centred on
+  image pixel ``2j``, ``4j`` and ``8j`` (pixel centres at integers, docs/conventions.md), not
+  ``s j + (s - 1) / 2`` as a map that tiles the image. :func:`upsample2_aligned` keeps that
+  geometry (``H/4`` pixel ``i`` samples the ``H/8`` map at ``i / 2``), so feature pixel ``k``
+  is centred on image pixel ``4k`` (:data:`FEATURE_PIXEL_CENTRE`,
+  :meth:`ResNetBackbone.feature_pixel_centre`); unprojection samples the maps with it.
 * :class:`VisibilityNet`: the kit's reconstruction of LMT's visibility module (not public, method
   notes 8 row 6): a small strided CNN, global average pooling and a linear layer give one logit
   per subsampled vertex per image; it is supervised with the rendered visibility (BCE).
@@ -24,11 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BACKBONES", "OUTPUT_STRIDE", "make_norm2d", "BasicBlock", "ResNetBackbone",
-           "VisibilityNet", "normalize_images"]
+__all__ = ["BACKBONES", "OUTPUT_STRIDE", "FEATURE_PIXEL_CENTRE", "make_norm2d", "BasicBlock",
+           "ResNetBackbone", "VisibilityNet", "normalize_images", "upsample2_aligned"]
 
 BACKBONES = ("resnet", "torchvision-resnet18")
 OUTPUT_STRIDE = 4  # feature maps are H/4 x W/4 (LT: 384 -> 96)
+# (stride, offset): feature pixel k is centred on image pixel stride * k + offset (module docstring)
+FEATURE_PIXEL_CENTRE = (OUTPUT_STRIDE, 0.0)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MAX_GROUPS = 8
@@ -54,6 +65,18 @@ def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must have shape (B, 3, H, W) with values in [0, 1], got {shape}")
+
+
+def upsample2_aligned(x: torch.Tensor) -> torch.Tensor:
+    """Bilinear x2 upsampling ``(B, C, h, w) -> (B, C, 2h, 2w)`` in which output pixel ``i``
+    samples the input at ``i / 2`` (even pixels copy the input, odd ones average two
+    neighbours; the last odd row and column repeat the edge). This is the geometry of strided
+    convolutions with ``(k - 1) / 2 = p``: ``F.interpolate(align_corners=False)`` samples at
+    ``i / 2 - 1 / 4`` instead, half an output pixel off."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (0, 1, 0, 1), mode="replicate")  # (B, C, h + 1, w + 1)
+    up = F.interpolate(padded, size=(2 * h + 1, 2 * w + 1), mode="bilinear", align_corners=True)
+    return up[..., :2 * h, :2 * w]
 
 
 def _conv_norm_relu(cin: int, cout: int, stride: int, norm: str) -> nn.Sequential:
@@ -117,6 +140,13 @@ class ResNetBackbone(nn.Module):
         self.lateral = nn.Conv2d(c2, c1, 1, bias=False)
         self.head = nn.Sequential(_conv_norm_relu(c1, c1, 1, norm), nn.Conv2d(c1, out_channels, 1))
         self.out_channels = out_channels
+        self.pixel_centre = FEATURE_PIXEL_CENTRE  # (stride, offset): see feature_pixel_centre
+
+    def feature_pixel_centre(self, k):
+        """Image pixel (pixel centres at integers) on which feature pixel ``k`` (an index along
+        x or y; number or tensor) is centred: ``4 k`` (the module docstring derives it)."""
+        stride, offset = self.pixel_centre
+        return stride * k + offset
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images)
@@ -126,8 +156,7 @@ class ResNetBackbone(nn.Module):
                              "crop or resize the images")
         x4 = self.stage4(self.stem(normalize_images(images)))  # (B, c1, H/4, W/4)
         x8 = self.stage8(x4)  # (B, c2, H/8, W/8)
-        x4 = x4 + F.interpolate(self.lateral(x8), size=x4.shape[-2:], mode="bilinear",
-                                align_corners=False)
+        x4 = x4 + upsample2_aligned(self.lateral(x8))
         return self.head(x4)  # (B, out_channels, H/4, W/4)
 
 

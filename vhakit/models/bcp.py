@@ -5,7 +5,8 @@ Data flow for a batch of ``B`` samples of ``V`` calibrated views::
 
     images (B, V, 3, H, W) --VisibilityNet--> visibility logits (B, V, N)
                             --ResNetBackbone--> features (B, V, C, H/4, W/4)
-    features --unproject at the voxel centres of the cuboid (G^3, around the pelvis)-->
+    features --unproject at the voxel centres of the cuboid (G^3, around the pelvis), feature
+             pixel k centred on image pixel 4k (the backbone's pixel_centre)-->
              (B, V, C, G^3) --aggregate over views, weighted by w(visibility)--> (B, C, G, G, G)
     volume --lift 1x1x1 (C -> N)--> VHA encoder (the trained VHA's architecture and weights)
            --> code z_hat (B, C_z, g, g, g) --frozen VHA decoder + soft-argmax--> V_hat (B, N, 3)
@@ -112,7 +113,8 @@ class FeatureVolume(nn.Module):
         feats = feats.reshape(B, V, *feats.shape[1:])  # (B, V, C, h, w)
         points = cuboid.voxel_centres().flatten(1, 3)  # (B, G^3, 3)
         vol = unproject_and_aggregate(feats, points, K, R, t, dist, (W, H), weights,
-                                      self.config.aggregation)  # (B, C, G^3)
+                                      self.config.aggregation,
+                                      self.backbone.pixel_centre)  # (B, C, G^3)
         vol = vol.view(B, vol.shape[1], *cuboid.resolution)  # (B, C, Gx, Gy, Gz)
         return vol.contiguous(memory_format=torch.channels_last_3d), vis_logits
 

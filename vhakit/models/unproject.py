@@ -7,14 +7,19 @@ For every voxel centre ``X`` (world, metres) and view ``v`` with camera ``(K, R,
 2. ``(u, v) = camera.project(X)`` in pixels of the **input image** (OpenCV convention: pixel
    centres at integers, the image spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``; distortion as
    :meth:`vhakit.camera.Camera.project`).
-3. ``grid_sample(features_v, ((2u + 1) / W - 1, (2v + 1) / H - 1), align_corners=False)``,
-   bilinear, zero padding. With ``align_corners=False`` the normalised coordinates refer to the
-   image extent, so the same formula is exact for a feature map of any stride ``s = W / w``
-   (feature pixel ``j`` is centred on image pixel ``s j + (s - 1) / 2``). This is the "clean"
+3. The feature map is sampled bilinearly (zero padding) at the feature-pixel coordinates of
+   ``(u, v)``: with feature pixel ``j`` centred on image pixel ``s j + o`` (``pixel_centre =
+   (s, o)``, stride ``s = W / w``) that is ``j = (u - o) / s``, i.e. ``grid_sample(features_v,
+   ((2 (u - o) + s) / W - 1, ...), align_corners=False)``. The kit's backbone gives
+   ``(4, 0)`` (:data:`vhakit.models.backbone.FEATURE_PIXEL_CENTRE`: its strided convolutions
+   centre feature pixel ``j`` on image pixel ``4j``). Without ``pixel_centre`` the map is taken
+   to tile the image (``o = (s - 1) / 2``, as average pooling or resizing make it, and any map
+   at the image's own resolution): ``((2u + 1) / W - 1, (2v + 1) / H - 1)``, the "clean"
    convention of method notes 1.4 step 5 (learnable-triangulation uses ``2u / W - 1`` with
    ``align_corners=True``, a shrink of up to one pixel, and divides x by the height).
 4. Voxels behind the camera or projecting outside the image get weight 0 (``valid = False``)
-   and value 0.
+   and value 0. (A map with ``o < (s - 1) / 2`` ends ``(s - 1) / 2 - o`` px before the right
+   and bottom image edges: points there are valid and sample towards the zero padding.)
 
 Aggregation over the ``V`` views (per voxel and channel ``c``), with optional per-view,
 per-channel weights ``w (B, V, C)`` in ``[0, 1]`` (BCP derives them from the predicted vertex
@@ -57,14 +62,18 @@ def _check_cameras(K, R, t, dist, B: int, V: int) -> None:
 
 
 def project_to_views(points_world: torch.Tensor, K: torch.Tensor, R: torch.Tensor,
-                     t: torch.Tensor, dist: torch.Tensor | None,
-                     image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                     t: torch.Tensor, dist: torch.Tensor | None, image_size: tuple[int, int],
+                     pixel_centre: tuple[float, float] | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised sampling coordinates and visibility of world points in every view.
 
     Args:
         points_world: ``(B, P, 3)`` metres.
         K, R, t, dist: ``(B, V, 3, 3)``, ``(B, V, 3, 3)``, ``(B, V, 3)``, ``(B, V, 5)`` or None.
         image_size: ``(W, H)`` of the images the intrinsics refer to, pixels.
+        pixel_centre: ``(s, o)``: the sampled map's pixel ``j`` is centred on image pixel
+            ``s j + o`` (its size is ``(W / s, H / s)``); None: a map that tiles the image
+            (module docstring, step 3).
     Returns:
         ``grid (B, V, P, 2)`` in ``grid_sample``'s ``align_corners=False`` coordinates (x, y),
         set to a point far outside the image where not valid, and ``valid (B, V, P)`` bool: in
@@ -79,8 +88,13 @@ def project_to_views(points_world: torch.Tensor, K: torch.Tensor, R: torch.Tenso
     # the (masked) sampling coordinates or their gradients.
     uv = cams.project(torch.where(in_front[..., None], pts, _safe_points(cams, pts)))  # (B, V, P, 2)
     size = torch.tensor([W, H], dtype=uv.dtype, device=uv.device)
-    grid = (2 * uv + 1) / size - 1  # (B, V, P, 2)
-    valid = in_front & (grid.abs() <= 1).all(-1)
+    inside = ((uv >= -0.5) & (uv <= size - 0.5)).all(-1)  # (B, V, P)
+    if pixel_centre is None:
+        grid = (2 * uv + 1) / size - 1  # (B, V, P, 2)
+    else:
+        stride, offset = pixel_centre
+        grid = (2 * (uv - offset) + stride) / size - 1  # (B, V, P, 2)
+    valid = in_front & inside
     # Unseen points sample far outside the map: bilinear sampling with zero padding gives exactly 0.
     return torch.where(valid[..., None], grid, torch.full_like(grid, _OUTSIDE)), valid
 
@@ -93,7 +107,9 @@ def _safe_points(cams: Camera, pts: torch.Tensor) -> torch.Tensor:
 
 def unproject_features(features: torch.Tensor, points_world: torch.Tensor, K: torch.Tensor,
                        R: torch.Tensor, t: torch.Tensor, dist: torch.Tensor | None,
-                       image_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                       image_size: tuple[int, int],
+                       pixel_centre: tuple[float, float] | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample every view's feature map at the projections of ``points_world``.
 
     Args:
@@ -102,6 +118,9 @@ def unproject_features(features: torch.Tensor, points_world: torch.Tensor, K: to
         points_world: ``(B, P, 3)`` metres, e.g. ``cuboid.voxel_centres().flatten(1, 3)``.
         K, R, t, dist: cameras ``(B, V, ...)`` of the *input images* (see :func:`project_to_views`).
         image_size: ``(W, H)`` of the input images, pixels.
+        pixel_centre: ``(s, o)``: feature pixel ``j`` is centred on image pixel ``s j + o``
+            (the backbone's ``pixel_centre``; ``W = s w`` and ``H = s h`` are required); None:
+            the map tiles the image, any stride (module docstring, step 3).
     Returns:
         ``volumes (B, V, C, P)`` (0 where not valid; float64 for float64 features, else
         float32) and ``valid (B, V, P)`` bool.
@@ -112,12 +131,18 @@ def unproject_features(features: torch.Tensor, points_world: torch.Tensor, K: to
     if points_world.dim() != 3 or points_world.shape[0] != B or points_world.shape[2] != 3:
         raise ValueError(f"points_world must have shape ({B}, P, 3), got {tuple(points_world.shape)}")
     _check_cameras(K, R, t, dist, B, V)
+    if pixel_centre is not None and (w * pixel_centre[0] != image_size[0]
+                                     or h * pixel_centre[0] != image_size[1]):
+        raise ValueError(f"pixel_centre={tuple(pixel_centre)} has stride {pixel_centre[0]}, but "
+                         f"the feature maps ({w} x {h}) and the images {tuple(image_size)} differ "
+                         "by another factor; pass the pixel_centre of the network that made them")
     P = points_world.shape[1]
     # Geometry and sampling in float32 at least: bf16/fp16 pixel coordinates (autocast) would be
     # off by pixels at 384 px.
     dtype = torch.float64 if features.dtype == torch.float64 else torch.float32
     grid, valid = project_to_views(points_world.to(dtype), K.to(dtype), R.to(dtype), t.to(dtype),
-                                   None if dist is None else dist.to(dtype), image_size)
+                                   None if dist is None else dist.to(dtype), image_size,
+                                   pixel_centre)
     with torch.autocast(features.device.type, enabled=False):
         sampled = F.grid_sample(features.reshape(B * V, C, h, w).to(dtype),
                                 grid.reshape(B * V, 1, P, 2), mode="bilinear",
@@ -165,7 +190,9 @@ def aggregate_views(volumes: torch.Tensor, valid: torch.Tensor, weights: torch.T
 def unproject_and_aggregate(features: torch.Tensor, points_world: torch.Tensor, K: torch.Tensor,
                             R: torch.Tensor, t: torch.Tensor, dist: torch.Tensor | None,
                             image_size: tuple[int, int], weights: torch.Tensor | None = None,
-                            method: str = "softmax") -> torch.Tensor:
+                            method: str = "softmax",
+                            pixel_centre: tuple[float, float] | None = None) -> torch.Tensor:
     """:func:`unproject_features` then :func:`aggregate_views`: ``(B, C, P)``."""
-    volumes, valid = unproject_features(features, points_world, K, R, t, dist, image_size)
+    volumes, valid = unproject_features(features, points_world, K, R, t, dist, image_size,
+                                        pixel_centre)
     return aggregate_views(volumes, valid, weights, method)
