@@ -3,6 +3,7 @@
 autograd, a numpy Gaussian mixture, closed-form minima, and the acceptance check on 50 poses."""
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -12,14 +13,24 @@ import torch
 from smplx.lbs import lbs
 from torch.func import jacfwd, vmap
 
-from vhakit.body import SMPL_PARENTS, BodyModel
-from vhakit.data.joint_limits import joint_limits_rad
+from vhakit.body import JOINT_NAMES, SMPL_PARENTS, BodyModel
+from vhakit.data.joint_limits import JOINT_LIMITS_DEG
+from vhakit.data.motion import load_deepmimic
 from vhakit.data.pose_sampler import sample_poses
 from vhakit.data.procedural import sample_betas
 from vhakit.fitting import FitConfig, fit_energy, fit_smpl, procrustes_init
 from vhakit.metrics import angular_distance, mpve
 from vhakit.optim import adam_minimize, batched_lbfgs, levenberg_marquardt
-from vhakit.pose_prior import PoseGMM, default_pose_gmm, fit_gmm, joint_limit_penalty
+from vhakit.pose_prior import (
+    FIT_LIMITS_DEG,
+    LIMIT_MARGIN_DEG,
+    PoseGMM,
+    default_pose_gmm,
+    fit_gmm,
+    fit_limits_rad,
+    joint_limit_penalty,
+    pose_prior_metadata,
+)
 from vhakit.rotations import axis_angle_to_matrix
 from vhakit.subset_lbs import SubsetLBS, right_jacobian_so3
 
@@ -147,6 +158,20 @@ def test_gmm_em_recovers_a_known_mixture_and_matches_numpy():
     assert off.abs().max() == 0
 
 
+def test_gmm_per_dimension_variance_floor():
+    """A component that never moves gets exactly its floor as variance (and no covariance with
+    the others), so a prior can leave such a joint broad instead of pinning it."""
+    x = torch.randn(400, 3, generator=_gen(18), dtype=F64)
+    x[:, 1] = 0.0  # never moves
+    floor = torch.tensor([1e-4, 0.25, 1e-4], dtype=F64)
+    gmm = fit_gmm(x, 2, reg=floor, generator=_gen(19))
+    cov = torch.linalg.inv(gmm.precision_chol @ gmm.precision_chol.transpose(1, 2))  # (K, 3, 3)
+    assert torch.allclose(cov[:, 1, 1], torch.full((2,), 0.25, dtype=F64), atol=1e-9)
+    assert torch.allclose(cov[:, 1, [0, 2]], torch.zeros(2, 2, dtype=F64), atol=1e-9)
+    with pytest.raises(ValueError, match="reg"):
+        fit_gmm(x, 2, reg=torch.tensor([1e-4, 0.0, 1e-4], dtype=F64))
+
+
 def test_gmm_save_load_round_trip_and_gradient(tmp_path):
     x = torch.randn(500, 69, generator=_gen(12), dtype=F64) * 0.3
     gmm = fit_gmm(x, 2, iters=5, generator=_gen(13))
@@ -157,25 +182,80 @@ def test_gmm_save_load_round_trip_and_gradient(tmp_path):
     assert torch.autograd.gradcheck(lambda q: gmm.nll(q, "logsumexp"), (p,))
     with pytest.raises(FileNotFoundError, match="build_pose_prior"):
         PoseGMM.load(tmp_path / "missing.npz")
+    assert pose_prior_metadata(tmp_path / "g.npz") == {}
+    gmm.save(tmp_path / "m.npz", {"source": "test", "clips": ["a"]})
+    assert pose_prior_metadata(tmp_path / "m.npz") == {"source": "test", "clips": ["a"]}
+    assert torch.equal(PoseGMM.load(tmp_path / "m.npz").means, back.means.float())
 
 
-def test_default_gmm_asset_is_small_and_fits_the_pose_pool():
+def test_default_gmm_asset_is_small_and_fits_real_and_synthetic_poses():
     gmm = default_pose_gmm()
     assert gmm.means.shape == (8, 69) and gmm.precision_chol.shape == (8, 69, 69)
     assert abs(float(gmm.weights.sum()) - 1) < 1e-5
-    poses = sample_poses(200, 99)[:, 3:]
     noise = torch.randn(200, 69, generator=_gen(14)) * 0.5
-    # Pool poses are far more likely than the same poses with 30-degree noise on every joint.
-    assert (gmm.nll(poses) < gmm.nll(poses + noise)).float().mean() > 0.95
+    real = torch.from_numpy(np.concatenate([c.poses for c in load_deepmimic()])[::9, 3:].copy())
+    # Poses are far more likely than the same poses with 30-degree noise on every joint: the real
+    # mocap it was fitted to, and the generator's poses it never saw.
+    for poses in (real[:200], sample_poses(200, 99)[:, 3:]):
+        assert (gmm.nll(poses) < gmm.nll(poses + noise[:len(poses)])).float().mean() > 0.95
+
+
+def test_default_gmm_comes_from_real_mocap_not_the_generator():
+    """The prior's poses are recorded in the asset: the DeepMimic clips (and their mirror
+    images), never the synthetic generator whose poses make the test data."""
+    meta = pose_prior_metadata()
+    clips = load_deepmimic()
+    assert meta["source"] == "deepmimic" and meta["mirrored"] is True
+    assert meta["clips"] == [c.name for c in clips]
+    assert meta["num_poses"] == 2 * sum(c.num_frames for c in clips)
+    text = json.dumps(meta).lower()
+    assert not any(word in text for word in ("sampler", "prior_pool", "procedural"))
+
+
+def test_fitter_limits_are_anatomical_not_the_generators_box():
+    """The fitter's box comes from clinical range-of-motion tables widened by a margin; the
+    generator clamps its poses into another box, in which knees are locked hinges."""
+    knees = [JOINT_NAMES.index("left_knee"), JOINT_NAMES.index("right_knee")]
+    assert np.all(JOINT_LIMITS_DEG[knees, 1:] == 0)  # the generator's hinge knees
+    width = FIT_LIMITS_DEG[..., 1] - FIT_LIMITS_DEG[..., 0]  # (24, 3)
+    assert np.all(width[knees, 1] == 70 + 2 * LIMIT_MARGIN_DEG)  # axial rotation 30 + 40
+    assert np.all(width[knees, 2] == 10 + 2 * LIMIT_MARGIN_DEG)  # varus-valgus laxity
+    assert not np.allclose(FIT_LIMITS_DEG, JOINT_LIMITS_DEG)
+    # left hip: AAOS flexion 120 / extension 30, widened by the margin
+    assert tuple(FIT_LIMITS_DEG[1, 0]) == (-120 - LIMIT_MARGIN_DEG, 30 + LIMIT_MARGIN_DEG)
+    # mirror symmetry: right (x, y, z) = left (x, -y, -z)
+    for left, right in ((1, 2), (4, 5), (16, 17), (18, 19)):
+        assert np.array_equal(FIT_LIMITS_DEG[right, 0], FIT_LIMITS_DEG[left, 0])
+        assert np.array_equal(FIT_LIMITS_DEG[right, 1:], -FIT_LIMITS_DEG[left, 1:, ::-1])
+    # the fitter's energy: a 20-degree knee twist costs nothing, a locked hinge would charge it
+    pose = torch.zeros(1, 72, dtype=F64)
+    pose[0, 3 * knees[0] + 1] = math.radians(20)
+    assert joint_limit_penalty(pose).item() == 0.0
+    assert joint_limit_penalty(pose, JOINT_LIMITS_DEG).item() == pytest.approx(
+        math.radians(20) ** 2)
+    with pytest.raises(ValueError, match=r"\(24, 3, 2\)"):
+        joint_limit_penalty(pose, JOINT_LIMITS_DEG[:23])
+    # ... and the fitter's energy uses that box: with exact targets and no GMM or shape term,
+    # only the limits are left, and the twisted knee is inside them
+    body = BodyModel.open()
+    model = SubsetLBS.from_body_model(body, dtype=F64)
+    x = torch.cat([pose, torch.zeros(1, 13, dtype=F64)], 1)
+    targets = model(x[:, 72:82], x[:, :72], x[:, 82:])[0]
+    vw = torch.full((1, targets.shape[1]), 1.0 / targets.shape[1], dtype=F64)
+    cfg = FitConfig(pose_prior_weight=0.0, shape_weight=0.0)
+    assert fit_energy(x, model, targets, vw, cfg, None)[0].item() == pytest.approx(0.0, abs=1e-12)
+    generator_box = fit_limits_rad(dtype=F64, limits_deg=JOINT_LIMITS_DEG)
+    assert fit_energy(x, model, targets, vw, cfg, None, limits=generator_box)[0].item() == \
+        pytest.approx(cfg.joint_limit_weight * math.radians(20) ** 2)
 
 
 def test_joint_limit_penalty_hinge_squared():
-    lo, hi = joint_limits_rad(dtype=F64)
+    lo, hi = fit_limits_rad(dtype=F64)
     inside = (lo + hi) / 2
     assert joint_limit_penalty(inside[None]).item() == 0.0
     pose = inside.clone()
-    pose[12] = hi[12] + 0.1  # left knee x beyond 150 degrees
-    pose[13] = lo[13] - 0.2  # left knee y below its hinge
+    pose[12] = hi[12] + 0.1  # left knee x beyond its flexion limit
+    pose[13] = lo[13] - 0.2  # left knee y beyond its medial rotation
     assert joint_limit_penalty(pose[None]).item() == pytest.approx(0.1 ** 2 + 0.2 ** 2)
     assert joint_limit_penalty(pose[None, 3:]).item() == pytest.approx(0.05)
     with pytest.raises(ValueError, match="72"):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vhakit.body import H36M_JOINT_NAMES, H36M_REGRESSOR_ENV, JOINT_NAMES, h36m_regressor
 from vhakit.metrics import (
     angular_distance,
     geodesic_angle_deg,
@@ -16,6 +17,7 @@ from vhakit.metrics import (
     mpve,
     pa_mpjpe,
     procrustes_align,
+    regress_joints,
     similarity_procrustes,
     summarize,
 )
@@ -223,3 +225,67 @@ def test_bad_inputs_raise_clear_errors():
         angular_distance(torch.zeros(2, 72), torch.zeros(2, 72), joints=[24])
     with pytest.raises(ValueError, match="NaN"):
         summarize(mpjpe=torch.tensor([float("nan")]))
+
+
+# ---------------------------------------------------------------- joint sets (H36M 17)
+def test_one_hot_regressor_reproduces_the_selected_vertices():
+    v = _rand((3, 50, 3), 40)
+    idx = [7, 0, 49, 7]
+    onehot = torch.zeros(len(idx), 50, dtype=torch.float64)
+    onehot[torch.arange(len(idx)), idx] = 1.0
+    assert torch.equal(regress_joints(v, onehot), v[:, idx])
+    # a dense regressor against a loop over frames, joints and vertices
+    W = torch.rand(4, 50, generator=torch.Generator().manual_seed(41), dtype=torch.float64)
+    ref = np.zeros((3, 4, 3))
+    for b in range(3):
+        for j in range(4):
+            for i in range(50):
+                ref[b, j] += W[j, i].item() * v[b, i].numpy()
+    assert np.allclose(regress_joints(v, W).numpy(), ref, atol=1e-12)
+    with pytest.raises(ValueError, match=r"\(J, 50\)"):
+        regress_joints(v, W[:, :49])
+    with pytest.raises(TypeError, match="torch.as_tensor"):
+        regress_joints(v, W.numpy())
+
+
+def test_h36m_equivalent_on_the_open_body(open_body):
+    """The documented 17-joint definition, checked row by row against its ingredients."""
+    reg, source = h36m_regressor(open_body)
+    assert source == "mesh-equivalent" and reg.shape == (17, open_body.num_vertices)
+    assert (reg >= 0).all() and torch.allclose(reg.sum(1), torch.ones(17), atol=1e-6)
+    J = open_body.lbs_arrays["J_regressor"].float()
+    row = dict(zip(H36M_JOINT_NAMES, reg, strict=True))
+    smpl = dict(zip(JOINT_NAMES, J, strict=True))
+    for name in ("right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+                 "left_shoulder", "left_elbow", "left_wrist", "right_shoulder", "right_elbow",
+                 "right_wrist"):
+        assert torch.allclose(row[name], smpl[name], atol=1e-7), name
+    assert torch.allclose(row["pelvis"], (smpl["left_hip"] + smpl["right_hip"]) / 2, atol=1e-7)
+    thorax = (smpl["left_shoulder"] + smpl["right_shoulder"]) / 2
+    assert torch.allclose(row["thorax"], thorax, atol=1e-7)
+    assert torch.allclose(row["spine"], (row["pelvis"] + thorax) / 2, atol=1e-7)
+    # vertex rings: equal weights on the keypoint and its neighbours
+    nose = row["nose"]
+    assert nose[open_body.landmarks["nose"]] > 0 and torch.allclose(
+        nose[nose > 0], nose[nose > 0][0].expand(int((nose > 0).sum())))
+    rest = regress_joints(open_body.v_template[None].float(), reg)[0]  # (17, 3) T-pose
+    top = rest[H36M_JOINT_NAMES.index("head_top")]
+    assert top[1] == rest[:, 1].max() and abs(top[1] - open_body.v_template[:, 1].max()) < 0.01
+    assert rest[H36M_JOINT_NAMES.index("nose"), 2] > rest[H36M_JOINT_NAMES.index("thorax"), 2]
+
+
+def test_h36m_regressor_files_are_checked(open_body, tmp_path, monkeypatch):
+    official = tmp_path / "J_regressor_h36m.npy"
+    np.save(official, np.zeros((17, 6890), np.float32))  # SMPL's vertex count
+    with pytest.raises(ValueError, match=r"\(17, 6889\)"):
+        h36m_regressor(open_body, official)
+    with pytest.raises(FileNotFoundError, match="J_regressor_h36m"):
+        h36m_regressor(open_body, tmp_path / "missing.npy")
+    mine = tmp_path / "mine.npy"
+    W = np.random.default_rng(0).random((17, open_body.num_vertices)).astype(np.float32)
+    np.save(mine, W)
+    reg, source = h36m_regressor(open_body, mine)
+    assert source == "official:mine.npy" and np.array_equal(reg.numpy(), W)
+    # the environment variable is for licensed SMPL: the open body keeps its own equivalent
+    monkeypatch.setenv(H36M_REGRESSOR_ENV, str(official))
+    assert h36m_regressor(open_body)[1] == "mesh-equivalent"

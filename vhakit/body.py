@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 __all__ = ["JOINT_NAMES", "SMPL_PARENTS", "BodyOutput", "BodyModel", "smpl_available",
-           "OPEN_MODEL_PATH"]
+           "OPEN_MODEL_PATH", "H36M_JOINT_NAMES", "H36M_REGRESSOR_ENV", "h36m_regressor"]
 
 JOINT_NAMES = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
@@ -41,6 +41,16 @@ JOINT_NAMES = (
 )
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
 OPEN_MODEL_PATH = Path(__file__).resolve().parent / "assets" / "open_body.npz"
+#: The 17 Human3.6M joints in the order of the official regressor ``J_regressor_h36m.npy``
+#: (names as in I2L-MeshNet's ``Human36M.py``; joint 0, the pelvis, is the root of H36M's MPJPE).
+H36M_JOINT_NAMES = (
+    "pelvis", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+    "spine", "thorax", "nose", "head_top", "left_shoulder", "left_elbow", "left_wrist",
+    "right_shoulder", "right_elbow", "right_wrist",
+)
+#: Environment variable naming the official ``J_regressor_h36m.npy`` ((17, 6890), shipped with
+#: SPIN / licensed SMPL data; never here), used for licensed SMPL bodies.
+H36M_REGRESSOR_ENV = "VHAKIT_H36M_REGRESSOR"
 NUM_BETAS = 10
 NUM_POSE_BASIS = 207  # SMPL's pose-corrective basis size: 23 joints x 9 rotation entries
 
@@ -121,6 +131,9 @@ class BodyModel(torch.nn.Module):
                                     create_betas=False, create_global_orient=False,
                                     create_body_pose=False, create_transl=False, **kwargs)
         self.name = name
+        # smplx's SMPL keypoint vertices (nose, eyes, ...): the model's own ids, or SMPL's
+        self.landmarks = dict(vertex_ids if vertex_ids is not None
+                              else smplx.vertex_ids.vertex_ids["smplh"])
         self.joint_names = JOINT_NAMES
         self.num_vertices = n_vertices
         self.register_buffer("faces", torch.as_tensor(data.f, dtype=torch.long), persistent=False)
@@ -262,3 +275,70 @@ def _cached_subsample_indices(arrays: dict) -> np.ndarray:
     except OSError:  # read-only home: recompute next time
         pass
     return idx
+
+
+def _vertex_ring(faces: torch.Tensor, vertex: int, num_vertices: int) -> torch.Tensor:
+    """``(V,)`` weights: 1/n on ``vertex`` and its one-ring neighbours (the n vertices sharing a
+    triangle with it), 0 elsewhere."""
+    ring = torch.unique(faces[(faces == vertex).any(1)])
+    w = torch.zeros(num_vertices, dtype=torch.float64)
+    w[ring] = 1.0 / ring.numel()
+    return w
+
+
+def _open_h36m_regressor(body: BodyModel) -> torch.Tensor:
+    """The documented 17-joint equivalent of ``J_regressor_h36m`` built from ``body``'s mesh,
+    ``(17, V)`` float64, rows convex combinations of vertices (docs/conventions.md, "Joint sets").
+
+    From SMPL's 24-joint regressor rows ``J``: hips, knees, ankles, shoulders, elbows and
+    wrists as they are; pelvis = midpoint of the hips (H36M's root lies between the hip joints,
+    SMPL's pelvis joint higher up); thorax = midpoint of the shoulders; spine = midpoint of
+    pelvis and thorax. From vertex rings (a vertex and its one-ring neighbours, equal weights):
+    nose = the ring of the ``nose`` keypoint vertex; head top = the ring of the highest vertex of
+    the rest template among the vertices skinned mostly to the head.
+    """
+    J = body.lbs_arrays["J_regressor"].detach().double().cpu()  # (24, V)
+    name = {n: J[JOINT_NAMES.index(n)] for n in JOINT_NAMES}
+    faces, V = body.faces.cpu(), body.num_vertices
+    head = (body.part_labels.cpu() == JOINT_NAMES.index("head")).nonzero().flatten()
+    top = int(head[body.v_template.detach().cpu()[head, 1].argmax()])
+    pelvis = 0.5 * (name["left_hip"] + name["right_hip"])
+    thorax = 0.5 * (name["left_shoulder"] + name["right_shoulder"])
+    rows = {"pelvis": pelvis, "thorax": thorax, "spine": 0.5 * (pelvis + thorax),
+            "nose": _vertex_ring(faces, int(body.landmarks["nose"]), V),
+            "head_top": _vertex_ring(faces, top, V)}
+    return torch.stack([rows[n] if n in rows else name[n] for n in H36M_JOINT_NAMES])
+
+
+def h36m_regressor(body: BodyModel, path: str | os.PathLike | None = None
+                   ) -> tuple[torch.Tensor, str]:
+    """The 17-joint Human3.6M regressor for ``body``: ``(regressor (17, V) float32, source)``.
+
+    Joints come out as ``regressor @ vertices`` in :data:`H36M_JOINT_NAMES` order
+    (:func:`vhakit.metrics.regress_joints`). The official ``J_regressor_h36m.npy`` is used when
+    given by ``path``, or, for licensed SMPL bodies (``body.name`` ``"smpl-..."``), by
+    ``$VHAKIT_H36M_REGRESSOR``; ``source`` is then ``"official:<file name>"``. Otherwise the
+    documented equivalent built from the body's own mesh (``source = "mesh-equivalent"``; the
+    open body has no official regressor: its mesh is not SMPL's).
+
+    Raises:
+        FileNotFoundError: ``path`` (or the variable) names no file.
+        ValueError: the file is not a ``(17, V)`` array for this body's ``V`` vertices.
+    """
+    if path is None and body.name.startswith("smpl"):
+        path = os.environ.get(H36M_REGRESSOR_ENV) or None
+    if path is None:
+        return _open_h36m_regressor(body).float(), "mesh-equivalent"
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"H36M joint regressor {path} not found (from the path argument "
+                                f"or ${H36M_REGRESSOR_ENV}); it is J_regressor_h36m.npy of the "
+                                "SMPL-based evaluation data (e.g. SPIN's), for licensed SMPL")
+    reg = np.load(path, allow_pickle=False)
+    if reg.shape != (17, body.num_vertices):
+        raise ValueError(f"H36M joint regressor {path} has shape {reg.shape}, but the body model "
+                         f"{body.name!r} has {body.num_vertices} vertices: it needs shape "
+                         f"(17, {body.num_vertices}). The official file is for SMPL's 6890-vertex "
+                         "mesh; use it with BodyModel.smpl(...), and the built-in equivalent "
+                         "(path=None) with the open body")
+    return torch.as_tensor(np.asarray(reg, np.float32)), f"official:{path.name}"

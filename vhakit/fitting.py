@@ -10,6 +10,10 @@ over the 108 subsampled vertices ``S``, with ``rho(d2) = d2`` or Geman-McClure
 ``d2 s^2 / (d2 + s^2)``. ``sigma = FitConfig.data_scale_m`` makes the data term dimensionless:
 with the default sigma = 1 cm, a 1 cm RMS residual costs 1.
 
+The priors are independent of the kit's synthetic data generator (:mod:`vhakit.pose_prior`): the
+GMM is fitted to real mocap and ``E_limits`` uses anatomical ranges of motion
+(:data:`vhakit.pose_prior.FIT_LIMITS_DEG`), not the box the generator clamps its poses into.
+
 Procedure (every frame at once, no loop over frames):
 1. Initialise root orientation and translation by a rigid Procrustes fit of the zero-pose
    template's torso vertices (among the 108) to the targets; pose = 0, betas = 0.
@@ -36,12 +40,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
-from vhakit.data.joint_limits import joint_limits_rad
 from vhakit.metrics import similarity_procrustes
 from vhakit.optim import adam_minimize, batched_lbfgs, levenberg_marquardt
-from vhakit.pose_prior import PoseGMM, default_pose_gmm
+from vhakit.pose_prior import PoseGMM, default_pose_gmm, fit_limits_rad
 from vhakit.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from vhakit.subset_lbs import NUM_PARAMS, SubsetLBS
 
@@ -149,15 +153,17 @@ class FitResult:
 
 def fit_energy(x: torch.Tensor, model: SubsetLBS, targets: torch.Tensor,
                vertex_weights: torch.Tensor, cfg: FitConfig, gmm: PoseGMM | None,
-               priors: bool = True, derivatives: bool = False
+               priors: bool = True, derivatives: bool = False,
+               limits: tuple[torch.Tensor, torch.Tensor] | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Energy ``(B,)`` of parameters ``x (B, 85)``; with ``derivatives`` also its gradient
     ``(B, 85)`` and Gauss-Newton Hessian ``(B, 85, 85)`` (exact gradient; the data term's
     curvature is ``2 J^T W J``, the GMM's ``sum_k gamma_k Sigma_k^-1`` with responsibilities
     ``gamma``, which reproduces the gradient of both ``"max"`` and ``"logsumexp"``).
 
-    ``vertex_weights (B, S)`` sum to 1 per frame. Differentiable by autograd without
-    ``derivatives``.
+    ``vertex_weights (B, S)`` sum to 1 per frame. ``limits``: ``(lo, hi)``, each ``(72,)``
+    radians, the joint-limit box (default: the anatomical :func:`vhakit.pose_prior.fit_limits_rad`).
+    Differentiable by autograd without ``derivatives``.
     """
     poses, betas, transl = x[:, POSE], x[:, BETAS], x[:, TRANSL]
     v = model(betas, poses, transl)[0]
@@ -177,7 +183,8 @@ def fit_energy(x: torch.Tensor, model: SubsetLBS, targets: torch.Tensor,
         H = 2.0 * (A.transpose(1, 2) @ A)  # (B, 85, 85)
     if not priors:
         return e, g, H
-    lo, hi = joint_limits_rad(x.device, x.dtype)  # the root (global orientation) is not limited
+    lo, hi = limits if limits is not None else fit_limits_rad(x.device, x.dtype)
+    lo, hi = lo.to(x), hi.to(x)  # the root (global orientation) is not limited
     under, over = torch.relu(lo[3:] - poses[:, 3:]), torch.relu(poses[:, 3:] - hi[3:])
     e = e + cfg.joint_limit_weight * (under ** 2 + over ** 2).sum(-1)
     e = e + cfg.shape_weight * (betas * betas).sum(-1)
@@ -225,22 +232,24 @@ def procrustes_init(model: SubsetLBS, targets: torch.Tensor, torso_joints=TORSO_
 
 def _stage(cfg: FitConfig, model: SubsetLBS, gmm: PoseGMM | None, targets: torch.Tensor,
            vw: torch.Tensor, x: torch.Tensor, active: torch.Tensor, iters: int, priors: bool,
-           hist: list[torch.Tensor] | None = None) -> torch.Tensor:
+           hist: list[torch.Tensor] | None = None,
+           limits: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Optimise the parameters ``active`` of ``x (B, 85)``; the others stay fixed."""
     def energy(y: torch.Tensor) -> torch.Tensor:  # (B, A) -> (B,), for Adam / L-BFGS
-        return fit_energy(x.index_copy(1, active, y), model, targets, vw, cfg, gmm, priors)[0]
+        return fit_energy(x.index_copy(1, active, y), model, targets, vw, cfg, gmm, priors,
+                          limits=limits)[0]
 
     def candidates(yc: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:  # (n, C, A) -> (n, C)
         n, C, _ = yc.shape
         xc = x[frames, None].expand(n, C, NUM_PARAMS).clone()
         xc[..., active] = yc
         e = fit_energy(xc.reshape(n * C, -1), model, targets[frames].repeat_interleave(C, 0),
-                       vw[frames].repeat_interleave(C, 0), cfg, gmm, priors)[0]
+                       vw[frames].repeat_interleave(C, 0), cfg, gmm, priors, limits=limits)[0]
         return e.reshape(n, C)
 
     def lin(y: torch.Tensor, frames: torch.Tensor):  # (n, A) -> (n,), (n, A), (n, A, A)
         e, g, H = fit_energy(x[frames].index_copy(1, active, y), model, targets[frames],
-                             vw[frames], cfg, gmm, priors, derivatives=True)
+                             vw[frames], cfg, gmm, priors, derivatives=True, limits=limits)
         return e, g[:, active], H[:, active][:, :, active]
 
     def rec(_y: torch.Tensor, f: torch.Tensor) -> None:
@@ -271,7 +280,8 @@ def _best_start(cfg: FitConfig, model: SubsetLBS, gmm: PoseGMM, targets: torch.T
 
 
 def _restart(cfg: FitConfig, model: SubsetLBS, gmm: PoseGMM, targets: torch.Tensor,
-             vw: torch.Tensor, x: torch.Tensor, iters: int) -> torch.Tensor:
+             vw: torch.Tensor, x: torch.Tensor, iters: int,
+             limits: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Re-fit the frames whose mean vertex error exceeds ``cfg.restart_threshold_m`` from each
     GMM component mean (root, translation and betas kept); keep the lowest energy per frame."""
     v = model(x[:, BETAS], x[:, POSE], x[:, TRANSL])[0]
@@ -279,14 +289,14 @@ def _restart(cfg: FitConfig, model: SubsetLBS, gmm: PoseGMM, targets: torch.Tens
     bad = (err > cfg.restart_threshold_m).nonzero().flatten()
     if bad.numel() == 0:
         return x
-    energy = fit_energy(x[bad], model, targets[bad], vw[bad], cfg, gmm)[0]
+    energy = fit_energy(x[bad], model, targets[bad], vw[bad], cfg, gmm, limits=limits)[0]
     K = gmm.num_components
     starts = x[bad].repeat_interleave(K, 0)  # (n K, 85): frame-major, component-minor
     starts[:, 3:72] = gmm.means.repeat(bad.numel(), 1)
     tg, w = targets[bad].repeat_interleave(K, 0), vw[bad].repeat_interleave(K, 0)
     cand = _stage(cfg, model, gmm, tg, w, starts, torch.arange(NUM_PARAMS, device=x.device),
-                  iters, True)
-    e = fit_energy(cand, model, tg, w, cfg, gmm)[0].reshape(-1, K)
+                  iters, True, limits=limits)
+    e = fit_energy(cand, model, tg, w, cfg, gmm, limits=limits)[0].reshape(-1, K)
     best = e.argmin(1)
     better = e.gather(1, best[:, None])[:, 0] < energy
     rows = torch.arange(bad.numel(), device=x.device)
@@ -313,7 +323,8 @@ def _check_targets(vertices108: torch.Tensor, n_sub: int) -> None:
 
 def fit_smpl(vertices108: torch.Tensor, body_model: torch.nn.Module,
              config: FitConfig | None = None, pose_prior: PoseGMM | None = None,
-             vertex_weights: torch.Tensor | None = None) -> FitResult:
+             vertex_weights: torch.Tensor | None = None,
+             joint_limits_deg: np.ndarray | torch.Tensor | None = None) -> FitResult:
     """Fit SMPL ``betas (B,10)``, ``poses (B,72)``, ``transl (B,3)`` to ``vertices108``.
 
     Args:
@@ -321,8 +332,12 @@ def fit_smpl(vertices108: torch.Tensor, body_model: torch.nn.Module,
             of the computation are taken from it.
         body_model: ``vhakit.body.BodyModel`` (open or SMPL), on the same device.
         config: :class:`FitConfig` (defaults when ``None``).
-        pose_prior: body-pose GMM; default :func:`vhakit.pose_prior.default_pose_gmm`.
+        pose_prior: body-pose GMM; default :func:`vhakit.pose_prior.default_pose_gmm` (fitted
+            to real mocap, not to the kit's synthetic poses).
         vertex_weights: optional ``(B, 108)`` or ``(108,)`` non-negative confidences.
+        joint_limits_deg: ``(24, 3, 2)`` (lo, hi) degrees of the joint-limit penalty; default
+            :data:`vhakit.pose_prior.FIT_LIMITS_DEG` (anatomical ranges, independent of the
+            data generator's box).
     Returns:
         :class:`FitResult`.
 
@@ -336,16 +351,17 @@ def fit_smpl(vertices108: torch.Tensor, body_model: torch.nn.Module,
     threads = torch.get_num_threads()
     on_cpu = isinstance(vertices108, torch.Tensor) and vertices108.device.type == "cpu"
     if not on_cpu or cfg.cpu_threads is None or cfg.cpu_threads == threads:
-        return _fit(vertices108, body_model, cfg, pose_prior, vertex_weights)
+        return _fit(vertices108, body_model, cfg, pose_prior, vertex_weights, joint_limits_deg)
     torch.set_num_threads(cfg.cpu_threads)
     try:
-        return _fit(vertices108, body_model, cfg, pose_prior, vertex_weights)
+        return _fit(vertices108, body_model, cfg, pose_prior, vertex_weights, joint_limits_deg)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit(vertices108: torch.Tensor, body_model: torch.nn.Module, cfg: FitConfig,
-         pose_prior: PoseGMM | None, vertex_weights: torch.Tensor | None) -> FitResult:
+         pose_prior: PoseGMM | None, vertex_weights: torch.Tensor | None,
+         joint_limits_deg: np.ndarray | torch.Tensor | None) -> FitResult:
     if not isinstance(getattr(body_model, "lbs_arrays", None), dict):
         raise TypeError("body_model must be a vhakit.body.BodyModel (BodyModel.open() or "
                         f"BodyModel.smpl(...)), got {type(body_model).__name__}")
@@ -362,6 +378,7 @@ def _fit(vertices108: torch.Tensor, body_model: torch.nn.Module, cfg: FitConfig,
     vw = vw / vw.sum(1, keepdim=True)
     # The GMM also provides the starting poses, so it is loaded even when its weight is 0.
     gmm = (pose_prior if pose_prior is not None else default_pose_gmm()).to(dev, dt)
+    lim = fit_limits_rad(dev, dt, joint_limits_deg)
     hist: list[torch.Tensor] = []
     global_iters, full_iters = cfg.iterations
     everything = torch.arange(NUM_PARAMS, device=dev)
@@ -375,12 +392,12 @@ def _fit(vertices108: torch.Tensor, body_model: torch.nn.Module, cfg: FitConfig,
                    global_iters, False, hist)
         n_global = len(hist)
         x = _best_start(l2, model, gmm, targets, vw, x)
-        x = _stage(l2, model, gmm, targets, vw, x, everything, full_iters, True, hist)
+        x = _stage(l2, model, gmm, targets, vw, x, everything, full_iters, True, hist, lim)
         if cfg.restarts:
-            x = _restart(l2, model, gmm, targets, vw, x, full_iters)
+            x = _restart(l2, model, gmm, targets, vw, x, full_iters, lim)
         if cfg.robust_scale_m is not None:
-            x = _stage(cfg, model, gmm, targets, vw, x, everything, full_iters, True, hist)
-        energy = fit_energy(x, model, targets, vw, cfg, gmm)[0]
+            x = _stage(cfg, model, gmm, targets, vw, x, everything, full_iters, True, hist, lim)
+        energy = fit_energy(x, model, targets, vw, cfg, gmm, limits=lim)[0]
         poses, betas, transl = x[:, POSE].clone(), x[:, BETAS], x[:, TRANSL]
         poses[:, :3] = matrix_to_axis_angle(axis_angle_to_matrix(poses[:, :3]))  # angle <= pi
         out = body_model(betas=betas, body_pose=poses[:, 3:], global_orient=poses[:, :3],

@@ -9,6 +9,9 @@ Conventions (see ``method_notes.md`` section 7 and ``data_formats.md`` section 6
   ``"root"`` (subtract each skeleton's own root joint, the usual MPJPE), ``"none"`` (absolute,
   world frame: meaningful for calibrated multi-view setups) or ``"procrustes"`` (per-frame
   similarity transform: scale, rotation and translation, i.e. PA-MPJPE).
+* Joint sets: SMPL's 24 kinematic joints (``BodyModel`` output), or joints regressed from the
+  mesh (:func:`regress_joints`), e.g. Human3.6M's 17 (:func:`vhakit.body.h36m_regressor`), rooted
+  at their joint 0 (the pelvis) as H36M protocols do. ``docs/conventions.md``, "Joint sets".
 * Angular distance defaults: **local** (parent-relative, SMPL ``poses``) rotations of **all 24 SMPL
   joints, root included**, averaged arithmetically over joints (not a rotation average).
 """
@@ -21,7 +24,8 @@ import torch
 from vhakit.rotations import axis_angle_to_matrix
 
 __all__ = ["similarity_procrustes", "procrustes_align", "mpjpe", "pa_mpjpe", "mpve",
-           "geodesic_angle_deg", "global_rotations", "angular_distance", "summarize", "ALIGN_MODES"]
+           "regress_joints", "geodesic_angle_deg", "global_rotations", "angular_distance",
+           "summarize", "ALIGN_MODES"]
 
 ALIGN_MODES = ("root", "none", "procrustes")
 
@@ -173,6 +177,27 @@ def mpve(pred_vertices: torch.Tensor, target_vertices: torch.Tensor, align: str 
     _check_pair(pred_vertices, target_vertices, ("pred_vertices", "target_vertices"))
     p, t = _aligned(pred_vertices, target_vertices, align, pred_root, target_root)
     return (p - t).norm(dim=-1).mean(-1)
+
+
+def regress_joints(vertices: torch.Tensor, regressor: torch.Tensor) -> torch.Tensor:
+    """Joints as fixed linear combinations of mesh vertices: ``J_fj = sum_i W_ji v_fi``.
+
+    Args:
+        vertices: ``(B, V, 3)`` metres.
+        regressor: ``(J, V)`` weights, e.g. :func:`vhakit.body.h36m_regressor` (``(17, V)``);
+            rows summing to 1 make the joints move with a translated mesh.
+    Returns:
+        ``(B, J, 3)`` metres, in ``vertices``' dtype.
+    """
+    _check_points(vertices, "vertices")
+    if not isinstance(regressor, torch.Tensor):
+        raise TypeError(f"regressor must be a torch.Tensor, got {type(regressor).__name__}; "
+                        "convert numpy arrays with torch.as_tensor(...)")
+    if regressor.dim() != 2 or regressor.shape[1] != vertices.shape[1]:
+        raise ValueError(f"regressor must have shape (J, {vertices.shape[1]}) for meshes of "
+                         f"{vertices.shape[1]} vertices, got {tuple(regressor.shape)}; a "
+                         "regressor is made for one mesh topology (e.g. SMPL's 6890 vertices)")
+    return torch.einsum("jv,bvc->bjc", regressor.to(vertices), vertices)
 
 
 def geodesic_angle_deg(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
