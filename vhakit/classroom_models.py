@@ -173,7 +173,8 @@ def _seconds(run_dir: Path) -> float:
 
 def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str = "teaching",
                        seed: int = 0, *, cache_dir: str | os.PathLike | None = None,
-                       eval_frames: int = 24, progress: bool = True) -> dict:
+                       eval_frames: int = 24, progress: bool = True,
+                       reuse_vha: str | os.PathLike | None = None) -> dict:
     """Train (or reuse from ``cache_dir``) the ``preset`` VHA, BCP and baseline with ``seed``,
     write ``vha.pt``, ``bcp.pt``, ``baseline.pt``, ``card.json`` and ``MODEL_CARD.md`` to
     ``out_dir`` and return the card.
@@ -184,6 +185,9 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         cache_dir: training runs (default ``runs/classroom``; ``runs/classroom-fast`` in fast mode).
         eval_frames: test frames (evenly spread over the ``h36m_like`` test set) the card's
             metrics are measured on; 24 keeps the re-evaluation test under a minute.
+        reuse_vha: a classroom ``vha.pt`` (e.g. the committed one) to keep instead of training
+            a VHA: only the BCP and the baseline are trained (in ``cache_dir/reuse-<sha>``), and
+            the card records the reused file's sha256 and its training seconds as 0.
     """
     from vhakit.classroom_card import write_model_card
     from vhakit.config import config_dict
@@ -204,10 +208,20 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
              "baseline": ExperimentSpec("baseline", preset=preset, train_split=EVAL_SPLIT,
                                         seed=seed)}
     t0 = time.perf_counter()
-    vha, vha_dir = train_or_load_vha(specs["bcp"], cache, budget, progress)
+    reused = None
+    if reuse_vha is None:
+        vha, vha_dir = train_or_load_vha(specs["bcp"], cache, budget, progress)
+    else:
+        reuse_vha = Path(reuse_vha)
+        reused = hashlib.sha256(reuse_vha.read_bytes()).hexdigest()
+        vha = load_pretrained("vha", reuse_vha.parent) if reuse_vha.name == "vha.pt" else None
+        if vha is None:
+            raise ValueError(f"reuse_vha must be a classroom vha.pt, got {reuse_vha}")
+        cache, vha_dir = cache / f"reuse-{reused[:12]}", None
     models = {"vha": (vha, {"model": config_dict(vha.config)}, vha_dir)}
     for name, spec in specs.items():
-        model, run_dir = train_predictor(spec, cache, budget, progress)
+        model, run_dir = train_predictor(spec, cache, budget, progress,
+                                         vha=vha if reused else None)
         cfgs = {"model": config_dict(model.config)}
         if name == "bcp":
             cfgs["vha"] = config_dict(model.vha_config)
@@ -236,7 +250,9 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
                  "eval_frames": len(ds), "eval_frame_names": list(ds.names),
                  "eval_frame_index": [int(i) for i in ds.frame_index],
                  "body_model": "open"},
-        "training_seconds": {**{n: round(_seconds(m[2]), 1) for n, m in models.items()},
+        "vha_reused_sha256": reused,
+        "training_seconds": {**{n: round(_seconds(m[2]), 1) if m[2] else 0.0
+                                for n, m in models.items()},
                              "this_call": round(wall, 1)},
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__},

@@ -252,7 +252,8 @@ def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching
 
     out = Path(args.out) if args.out else PRETRAINED_DIR
     card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,
-                              cache_dir=args.cache, progress=not args.quiet)
+                              cache_dir=args.cache, progress=not args.quiet,
+                              reuse_vha=args.reuse_vha)
     for name, metrics in card["metrics"].items():
         print(f"{name:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
                                         if k != "num_frames"))
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None,
                    help="training runs to reuse or extend (default: runs/classroom); "
                    "runs/cache/models reuses the runs of `vhakit ablate` (same preset and seed)")
+    p.add_argument("--reuse-vha", default=None, metavar="VHA_PT",
+                   help="keep this classroom vha.pt and train only the BCP and the baseline")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_pretrain_classroom)
     return parser

@@ -501,9 +501,12 @@ def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, pro
     return res.model.cpu().eval(), out
 
 
-def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
+def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool,
+                    vha=None):
     """The BCP or baseline of ``spec`` (trained for :func:`predictor_plan`'s steps, cached in
-    ``cache_dir/<method>-<model_key>-<recipe_hash>`` with the plan in its ``done.json``)."""
+    ``cache_dir/<method>-<model_key>-<recipe_hash>`` with the plan in its ``done.json``).
+    ``vha``: a trained :class:`~vhakit.models.vha.VHA` the BCP builds on instead of the one of
+    :func:`train_or_load_vha` (the caller then names the run folder apart, e.g. ``cache_dir``)."""
     from vhakit.data.datasets import MultiViewDataset
     from vhakit.train_bcp import load_baseline, load_bcp, train_baseline, train_bcp
 
@@ -515,8 +518,8 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
     if spec.train_fraction < 1.0:
         train = train.subset(labelled_indices(spec, len(train)))
     plan = predictor_plan(spec, budget, len(train))
-    vha = train_or_load_vha(spec, cache_dir, budget, progress)[0] if spec.method == "vha_bcp" \
-        else None
+    if vha is None and spec.method == "vha_bcp":
+        vha = train_or_load_vha(spec, cache_dir, budget, progress)[0]
     t0 = time.perf_counter()  # the predictor's own training time (the VHA records its own)
     if spec.method == "vha_bcp":
         res = train_bcp(spec.preset, train, vha, out, resume=True, progress=progress,
