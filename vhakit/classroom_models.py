@@ -11,6 +11,7 @@ the *stored* weights, so they reproduce exactly wherever the same code runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -174,7 +175,8 @@ def _seconds(run_dir: Path) -> float:
 def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str = "teaching",
                        seed: int = 0, *, cache_dir: str | os.PathLike | None = None,
                        eval_frames: int = 24, progress: bool = True,
-                       reuse_vha: str | os.PathLike | None = None) -> dict:
+                       reuse_vha: str | os.PathLike | None = None,
+                       epochs: float | None = None) -> dict:
     """Train (or reuse from ``cache_dir``) the ``preset`` VHA, BCP and baseline with ``seed``,
     write ``vha.pt``, ``bcp.pt``, ``baseline.pt``, ``card.json`` and ``MODEL_CARD.md`` to
     ``out_dir`` and return the card.
@@ -188,6 +190,8 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         reuse_vha: a classroom ``vha.pt`` (e.g. the committed one) to keep instead of training
             a VHA: only the BCP and the baseline are trained (in ``cache_dir/reuse-<sha>``), and
             the card records the reused file's sha256 and its training seconds as 0.
+        epochs: passes of the BCP and the baseline over their training frames, instead of the
+            preset budget's rule (its step floor is then dropped); the card records the budget.
     """
     from vhakit.classroom_card import write_model_card
     from vhakit.config import config_dict
@@ -204,6 +208,8 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
     cache = Path(cache_dir) if cache_dir is not None else Path(
         "runs/classroom-fast" if fast else "runs/classroom")
     budget = get_budget(preset)
+    if epochs is not None:
+        budget = dataclasses.replace(budget, epochs=float(epochs), min_steps=0)
     specs = {"bcp": ExperimentSpec("vha_bcp", preset=preset, train_split=EVAL_SPLIT, seed=seed),
              "baseline": ExperimentSpec("baseline", preset=preset, train_split=EVAL_SPLIT,
                                         seed=seed)}

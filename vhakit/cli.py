@@ -253,7 +253,7 @@ def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching
     out = Path(args.out) if args.out else PRETRAINED_DIR
     card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,
                               cache_dir=args.cache, progress=not args.quiet,
-                              reuse_vha=args.reuse_vha)
+                              reuse_vha=args.reuse_vha, epochs=args.epochs)
     for name, metrics in card["metrics"].items():
         print(f"{name:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
                                         if k != "num_frames"))
@@ -364,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/cache/models reuses the runs of `vhakit ablate` (same preset and seed)")
     p.add_argument("--reuse-vha", default=None, metavar="VHA_PT",
                    help="keep this classroom vha.pt and train only the BCP and the baseline")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="BCP and baseline epochs instead of the preset budget's rule")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_pretrain_classroom)
     return parser
