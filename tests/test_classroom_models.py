@@ -72,6 +72,8 @@ def test_model_card_markdown_shows_the_card_numbers():
     assert card["command"] in text
     assert f"{card['metrics']['bcp']['mpve108_mm']:.1f}" in text
     assert f"{card['metrics']['baseline']['mpve_mm']:.1f}" in text
+    for r in card.get("reevaluations", []):  # a re-measured card says so, with its reason
+        assert r["utc"] in text and r["note"] in text
 
 
 @pytest.mark.slow  # ~25 s on 2 idle cores (training a few steps), ~60 s on loaded ones
@@ -128,18 +130,20 @@ def test_cli_passes_its_arguments(tmp_path, monkeypatch, capsys):
 
     calls = []
 
-    def fake(out_dir, preset, seed, progress, cache_dir=None):
-        calls.append((out_dir, preset, seed, progress, cache_dir))
+    def fake(out_dir, preset, seed, progress, cache_dir=None, reuse_vha=None, epochs=None):
+        calls.append((out_dir, preset, seed, progress, cache_dir, reuse_vha, epochs))
         return {"metrics": {"bcp": {"mpve108_mm": 12.34, "num_frames": 3.0}},
                 "files": {"bcp.pt": {}}, "total_bytes": 2_000_000}
 
     monkeypatch.setattr(cm, "pretrain_classroom", fake)
     assert main(["pretrain-classroom", "--preset", "tiny", "--seed", "3", "--out",
                  str(tmp_path), "--quiet"]) == 0
-    assert calls == [(tmp_path, "tiny", 3, False, None)]
+    assert calls == [(tmp_path, "tiny", 3, False, None, None, None)]
     assert "mpve108_mm 12.3" in capsys.readouterr().out
-    assert main(["pretrain-classroom", "--quiet", "--cache", "runs/cache/models"]) == 0
-    assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False, "runs/cache/models")
+    assert main(["pretrain-classroom", "--quiet", "--cache", "runs/cache/models",
+                 "--reuse-vha", "v/vha.pt", "--epochs", "0.5"]) == 0
+    assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False, "runs/cache/models", "v/vha.pt",
+                         0.5)
 
 
 def test_notebook_04_trains_when_asked(monkeypatch):

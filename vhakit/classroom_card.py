@@ -7,7 +7,10 @@ from pathlib import Path
 __all__ = ["model_card_markdown", "write_model_card"]
 
 _METRICS = (("mpve108_mm", "MPVE, 108 vertices (mm)"), ("mpve_mm", "MPVE after fitting (mm)"),
-            ("mpjpe_mm", "MPJPE after fitting (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"),
+            ("mpjpe_mm", "MPJPE after fitting, 24 SMPL joints (mm)"),
+            ("pa_mpjpe_mm", "PA-MPJPE, 24 joints (mm)"),
+            ("mpjpe17_mm", "MPJPE, Human3.6M 17-joint set (mm)"),
+            ("pa_mpjpe17_mm", "PA-MPJPE, 17 joints (mm)"),
             ("angle_deg", "joint angle error (deg)"))
 
 
@@ -43,6 +46,10 @@ def model_card_markdown(card: dict) -> str:
                    f"only to {m['vha']['mpve108_mm']:.0f} mm, so it bounds BCP. A longer-trained "
                    "VHA (the teaching preset) is what the method needs; this is worth showing "
                    "in class.\n")
+    for r in card.get("reevaluations", []):
+        caveat += (f"\n> **Re-evaluated {r['utc']}** without retraining: {r['note']} The "
+                   "metrics below are this re-evaluation's; the earlier ones are in "
+                   "`card.json` (`reevaluations`).\n")
     rows = [f"| {label} | {_fmt(m['vha'].get(key))} | {_fmt(m['bcp'].get(key))} | "
             f"{_fmt(m['baseline'].get(key))} |" for key, label in _METRICS]
     files = [f"| `{name}` | {f['bytes'] / 1e6:.2f} MB | {f['parameters']:,} | "
@@ -77,7 +84,8 @@ def model_card_markdown(card: dict) -> str:
         f"On {d['eval_frames']} frames evenly spread over the `{d['test_split']}` test set "
         "(subjects S9, S11; names in `card.json`), cuboid at the true pelvis, 4 views. The VHA "
         "column is its autoencoding error on the true vertices; after fitting: SMPL fitted to "
-        "the 108 predicted vertices, pelvis-aligned, 24 joints.",
+        "the 108 predicted vertices, pelvis-aligned; joints: SMPL's 24 and the Human3.6M 17-joint "
+        "set (docs/conventions.md, \"Joint sets\").",
         "",
         "| metric | VHA (autoencoder) | VHA+BCP | baseline |",
         "|---|---|---|---|",

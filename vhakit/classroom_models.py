@@ -167,6 +167,28 @@ def _evaluate_on(directory: Path, ds, fit: bool = True) -> dict[str, dict[str, f
     return out
 
 
+def reevaluate_card(directory: str | os.PathLike | None = None, note: str = "",
+                    progress: bool = False) -> dict:
+    """Re-measure the card's metrics of the checkpoints in ``directory`` with the kit as it is
+    now (same frames, same stored weights), record when and why (``note``) in
+    ``card["reevaluations"]`` with the previous metrics, and rewrite ``card.json`` and
+    ``MODEL_CARD.md``. For evaluation or model-geometry changes that do not retrain: the weights
+    and the training budget stay what the card says."""
+    from vhakit.classroom_card import write_model_card
+
+    d = _dir(directory)
+    card = read_card(d)
+    ds = card_frames(card, progress=progress)
+    previous = card["metrics"]
+    card["metrics"] = _evaluate_on(d, ds)
+    card.setdefault("reevaluations", []).append({
+        "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": note,
+        "previous_metrics": previous})
+    _write_json(d / "card.json", card)
+    write_model_card(card, d / "MODEL_CARD.md")
+    return card
+
+
 # -------------------------------------------------------------------------------- training
 def _seconds(run_dir: Path) -> float:
     return float(json.loads((run_dir / "done.json").read_text())["seconds"])
