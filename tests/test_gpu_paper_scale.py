@@ -106,9 +106,12 @@ def test_trainer_script_smoke_bcp_with_loader_workers(tmp_path, monkeypatch, ope
                                      "24", "--cases", "off:0", "off:2"], tmp_path, monkeypatch) == 0
     rows = json.loads((tmp_path / "gpu_trainer.json").read_text())["rows"]
     assert [(r["model"], r["num_workers"]) for r in rows] == [("bcp", 0), ("bcp", 2)]
-    # the same samples in the same order; only rounding differs (1.4e-7 relative measured: the
-    # batches arrive through shared memory, which can change oneDNN's kernel choice)
-    assert rows[0]["final_loss"] == pytest.approx(rows[1]["final_loss"], rel=1e-5)
+    # the same samples in the same order; only rounding differs (the batches arrive through
+    # shared memory, which can change oneDNN's kernel choice). Two in-process runs are equal
+    # bit for bit; with workers the final loss differed by 1.4e-7 relative with the metre
+    # vertex loss and by 4.2e-4 with the millimetre one, whose 1000x larger vertex gradients
+    # turn Adam's steps on near-zero gradients into +-lr moves that rounding can flip.
+    assert rows[0]["final_loss"] == pytest.approx(rows[1]["final_loss"], rel=2e-3)
     assert rows[0]["projected_days"] == pytest.approx(20 * 159_000 / rows[0]["samples_per_s"]
                                                       / 86400)
     assert mod.main(["--smoke", "--model", "baseline", "--data", str(data), "--samples", "12",
