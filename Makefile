@@ -43,11 +43,11 @@ lab: setup
 # Voila comes with the notebooks extra; installed here too when EXTRAS was overridden without it.
 classroom: setup
 	@$(BIN)/python -c "import voila" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[notebooks]"
-	$(BIN)/python -m vhakit.classroom --port $(CLASSROOM_PORT)
+	$(BIN)/python -m vhakit.teaching.classroom --port $(CLASSROOM_PORT)
 
 # Student copies of the notebooks (cells tagged `solution` removed, outputs cleared) -> student/
 student: setup
-	$(BIN)/python -m vhakit.student --src notebooks --dst student
+	$(BIN)/python -m vhakit.teaching.student --src notebooks --dst student
 
 lint: setup
 	$(BIN)/ruff check vhakit tests data_scripts benchmarks

@@ -34,13 +34,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_vha import peak_extra_mb  # noqa: E402
 
-from vhakit.camera import RigJitter, make_rig  # noqa: E402
 from vhakit.config import baseline_configs, bcp_configs, vha_configs  # noqa: E402
+from vhakit.geometry.camera import RigJitter, make_rig  # noqa: E402
 from vhakit.models.baseline import LMTBaseline  # noqa: E402
 from vhakit.models.bcp import BodyCodePredictor  # noqa: E402
 from vhakit.models.vha import VHA  # noqa: E402
-from vhakit.train import StepContext  # noqa: E402
-from vhakit.train_bcp import BaselineTask, BCPTask  # noqa: E402
+from vhakit.training.bcp import BaselineTask, BCPTask  # noqa: E402
+from vhakit.training.trainer import StepContext  # noqa: E402
 
 IMAGE_PX = {"tiny": 64, "teaching": 128, "paper": 384}  # the data presets' (vhakit.data.build)
 

@@ -1,6 +1,6 @@
 """CPU options for the VHA training step, side by side: memory format, bf16, compile, threads.
 
-One training step is exactly the trainer's (``vhakit.train.fit``): ``VHATask.compute_loss``
+One training step is exactly the trainer's (``vhakit.training.trainer.fit``): ``VHATask.compute_loss``
 (augmentation, sparse one-hot encoding, forward, loss of paper Eqs. 2-4) under the configured
 autocast, then ``zero_grad``, backward and Adam. For each preset (tiny, teaching) the cases are
 
@@ -54,7 +54,8 @@ from bench_vha import peak_extra_mb  # noqa: E402
 
 from vhakit.config import vha_configs  # noqa: E402
 from vhakit.models.vha import VHA  # noqa: E402
-from vhakit.train import StepContext, VHATask  # noqa: E402
+from vhakit.training.trainer import StepContext  # noqa: E402
+from vhakit.training.vha import VHATask  # noqa: E402
 
 CONV_OPS = ("aten::convolution", "aten::convolution_backward")
 HEAD_OPS = ("aten::bmm",)  # the heads' 1x1 convolutions run as batched matrix products

@@ -2,7 +2,7 @@
 
 Times the two stages per frame on the committed classroom checkpoints (their card's preset and
 test frames: the teaching preset, 4 views of 128 px) at batch 1 (a live frame) and batched, with
-the SMPL fit the evaluation uses (`vhakit.pipeline.prediction_fit_config`: data scale matched
+the SMPL fit the evaluation uses (`vhakit.experiments.pipeline.prediction_fit_config`: data scale matched
 to a prediction's error) and, for comparison, `FitConfig()`'s defaults for clean vertices.
 Prints seconds per frame and the MPVE after fitting. Not a timed test: run it on a quiet machine.
 
@@ -23,12 +23,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from vhakit.body import BodyModel
-    from vhakit.classroom_models import card_frames, load_pretrained, read_card
-    from vhakit.fitting import FitConfig, fit_smpl
-    from vhakit.metrics import mpve
-    from vhakit.pipeline import prediction_fit_config
-    from vhakit.train_bcp import predict_vertices
+    from vhakit.body.model import BodyModel
+    from vhakit.evaluation.metrics import mpve
+    from vhakit.experiments.pipeline import prediction_fit_config
+    from vhakit.fitting.fit import FitConfig, fit_smpl
+    from vhakit.teaching.classroom_models import card_frames, load_pretrained, read_card
+    from vhakit.training.bcp import predict_vertices
 
     body = BodyModel.open()
     card = read_card()

@@ -25,12 +25,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vhakit.body import BodyModel  # noqa: E402
+from vhakit.body.model import BodyModel  # noqa: E402
 from vhakit.data.pose_sampler import sample_poses  # noqa: E402
 from vhakit.data.procedural import sample_betas  # noqa: E402
-from vhakit.fitting import FitConfig, fit_smpl  # noqa: E402
-from vhakit.metrics import angular_distance, mpve  # noqa: E402
-from vhakit.pose_prior import default_pose_gmm  # noqa: E402
+from vhakit.evaluation.metrics import angular_distance, mpve  # noqa: E402
+from vhakit.fitting.fit import FitConfig, fit_smpl  # noqa: E402
+from vhakit.fitting.pose_prior import default_pose_gmm  # noqa: E402
 
 
 def _clock(kind: str, device: torch.device) -> float:

@@ -4,7 +4,7 @@ Cases, for B=10 items x N=108 vertices and each grid size G:
   encode_onehot         vs  nearest voxel centre by cdist against a materialised centre grid
   soft_argmax fwd       vs  softmax + einsum("bnxyz,bxyzc->bnc") with a materialised grid
   soft_argmax fwd+bwd   vs  the same, plus backward of coords.sum()
-On the CPU, soft_argmax's default is the compiled kernel (vhakit/kernels.py) when it builds; the
+On the CPU, soft_argmax's default is the compiled kernel (vhakit/heatmaps/kernels.py) when it builds; the
 "pure-torch" rows time fused=False against the same naive version.
 
 Both versions of a case run in the same process, one after the other, so the ratios compare like
@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vhakit.heatmaps import Cuboid, encode_onehot, soft_argmax  # noqa: E402
+from vhakit.heatmaps.core import Cuboid, encode_onehot, soft_argmax  # noqa: E402
 
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter number
 

@@ -37,7 +37,8 @@ from bench_vha import peak_extra_mb  # noqa: E402
 
 from vhakit.config import vha_configs  # noqa: E402
 from vhakit.models.vha import VHA  # noqa: E402
-from vhakit.train import StepContext, VHATask  # noqa: E402
+from vhakit.training.trainer import StepContext  # noqa: E402
+from vhakit.training.vha import VHATask  # noqa: E402
 
 
 class LargestOutput(TorchDispatchMode):

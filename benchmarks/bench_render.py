@@ -38,8 +38,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vhakit.body import BodyModel  # noqa: E402
-from vhakit.camera import Camera, make_rig  # noqa: E402
+from vhakit.body.model import BodyModel  # noqa: E402
 from vhakit.data.render import (  # noqa: E402
     RenderConfig,
     part_colors,
@@ -48,6 +47,7 @@ from vhakit.data.render import (  # noqa: E402
     shade_views,
     vertex_normals,
 )
+from vhakit.geometry.camera import Camera, make_rig  # noqa: E402
 
 NUM_VIEWS = 4
 DEPTH_TOL_M = 0.01

@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vhakit.config import vha_configs  # noqa: E402
-from vhakit.heatmaps import Cuboid, encode_onehot, soft_argmax  # noqa: E402
+from vhakit.heatmaps.core import Cuboid, encode_onehot, soft_argmax  # noqa: E402
 from vhakit.models.blocks import Basic3D, Pool3D, Res3D, Upsample3D  # noqa: E402
 from vhakit.models.vha import VHA, VHAOutput, vha_loss  # noqa: E402
 

@@ -9,7 +9,7 @@ Cases (each wrapped in try/except: a failure is recorded and the run goes on):
   vha / bcp  bf16 + compile   ``torch.compile`` in a child process: skipped if it does not
        compile within ``--compile-limit-s`` (90 s), or if too little of ``--budget-s`` is left
 
-A step is the trainer's (``vhakit.train.fit``): the task's loss under autocast, zero_grad,
+A step is the trainer's (``vhakit.training.trainer.fit``): the task's loss under autocast, zero_grad,
 backward, Adam, on a synthetic batch already on the GPU (data loading is not measured). Reported:
 samples/s (median step), peak GPU memory (``max_memory_allocated``), and the projected time of
 55 VHA epochs and 20 BCP epochs next to the paper's ~16 and ~4.5 days on one RTX 3090
@@ -44,10 +44,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from vhakit.camera import make_rig  # noqa: E402
 from vhakit.config import vha_configs  # noqa: E402
+from vhakit.geometry.camera import make_rig  # noqa: E402
 from vhakit.models.vha import VHA  # noqa: E402
-from vhakit.train import StepContext, VHATask  # noqa: E402
+from vhakit.training.trainer import StepContext  # noqa: E402
+from vhakit.training.vha import VHATask  # noqa: E402
 
 PAPER_DAYS = {"vha": 16.0, "bcp": 4.5}  # one RTX 3090 (paper Sec. 3.1)
 PAPER_EPOCHS = {"vha": 55, "bcp": 20}
@@ -72,7 +73,7 @@ def bcp_case(preset: str, batch: int, device: torch.device, vha_set: dict | None
     VHA it mirrors built with ``vha_set`` overrides)."""
     from vhakit.config import bcp_configs
     from vhakit.models.bcp import BodyCodePredictor
-    from vhakit.train_bcp import BCPTask
+    from vhakit.training.bcp import BCPTask
 
     cfg, vha_cfg = bcp_configs(preset), vha_configs(preset, **(vha_set or {})).model
     torch.manual_seed(0)

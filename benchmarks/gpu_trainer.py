@@ -2,8 +2,8 @@
 ``train_baseline`` end to end.
 
 ``gpu_paper_scale.py`` times the bare step on a synthetic batch already on the GPU. This script
-runs what a user runs, ``vhakit.train.fit`` through :func:`vhakit.train.train_vha`,
-:func:`vhakit.train_bcp.train_bcp` or :func:`vhakit.train_bcp.train_baseline`: the dataset read
+runs what a user runs, ``vhakit.training.trainer.fit`` through :func:`vhakit.training.vha.train_vha`,
+:func:`vhakit.training.bcp.train_bcp` or :func:`vhakit.training.bcp.train_baseline`: the dataset read
 from its folder (BCP, baseline: 4 PNG views per sample), the DataLoader, the host-to-device copies, the loss under bf16 autocast, Adam, logging
 and checkpoints, for each case ``COMPILE:WORKERS`` (``TrainConfig.compile`` and
 ``num_workers``; default VHA ``off:0 auto:0``, BCP and baseline ``off:0 off:4 auto:4``). Side by side in one
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from gpu_paper_scale import EPOCH_SAMPLES, PAPER_DAYS, PAPER_EPOCHS  # noqa: E402
 
-from vhakit.train import train_vha  # noqa: E402
+from vhakit.training.vha import train_vha  # noqa: E402
 
 
 def run(model: str, preset: str, data, mode: str, workers: int, steps: int, log_every: int,
@@ -57,13 +57,13 @@ def run(model: str, preset: str, data, mode: str, workers: int, steps: int, log_
         if model == "vha":
             res = train_vha(preset, out_dir=tmp, **kw)
         elif model == "baseline":
-            from vhakit.train_bcp import train_baseline
+            from vhakit.training.bcp import train_baseline
 
             res = train_baseline(preset, out_dir=tmp, **kw)
         else:
             from vhakit.config import vha_configs
             from vhakit.models.vha import VHA
-            from vhakit.train_bcp import train_bcp
+            from vhakit.training.bcp import train_bcp
 
             torch.manual_seed(0)
             res = train_bcp(preset, vha=VHA(vha_configs(preset).model), out_dir=tmp, **kw)

@@ -1,14 +1,14 @@
 """Tune the evaluation's fitting setting on validation frames, and compare the fitter's priors.
 
 The evaluation fits SMPL to predicted vertices with ``noise_matched_config(s)``
-(:func:`vhakit.pipeline.prediction_fit_config`); ``s`` is tuned here, never on test frames:
+(:func:`vhakit.experiments.pipeline.prediction_fit_config`); ``s`` is tuned here, never on test frames:
 
 1. the train part of ``--split`` is divided into the validation subjects
-   (:data:`vhakit.pipeline.VALIDATION_SUBJECTS`, e.g. h36m_like's S8) and the rest;
+   (:data:`vhakit.experiments.pipeline.VALIDATION_SUBJECTS`, e.g. h36m_like's S8) and the rest;
 2. a VHA (``prior_pool`` + the rest's meshes) and a BCP (the rest's images) are trained with the
    preset's settings, so the predictor never sees a validation frame;
 3. its predictions on the validation frames are fitted with every candidate ``s``
-   (:func:`vhakit.pipeline.tune_prediction_noise`); the lowest MPJPE (17 joints) wins.
+   (:func:`vhakit.experiments.pipeline.tune_prediction_noise`); the lowest MPJPE (17 joints) wins.
 
 ``--compare-prior OLD.npz`` also fits the same predictions (validation frames, and the test
 part for reference) with the old prior: that GMM and the data generator's joint-limit box
@@ -31,18 +31,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vhakit.body import BodyModel  # noqa: E402
+from vhakit.body.model import BodyModel  # noqa: E402
 from vhakit.data.build import ensure_dataset  # noqa: E402
 from vhakit.data.datasets import MeshDataset, MultiViewDataset  # noqa: E402
 from vhakit.data.joint_limits import JOINT_LIMITS_DEG  # noqa: E402
-from vhakit.fitting import fit_smpl  # noqa: E402
-from vhakit.metrics import angular_distance, mpjpe, regress_joints  # noqa: E402
-from vhakit.pipeline import (  # noqa: E402
+from vhakit.evaluation.metrics import angular_distance, mpjpe, regress_joints  # noqa: E402
+from vhakit.experiments.pipeline import (  # noqa: E402
     prediction_fit_config,
     tune_prediction_noise,
     validation_indices,
 )
-from vhakit.pose_prior import PoseGMM  # noqa: E402
+from vhakit.fitting.fit import fit_smpl  # noqa: E402
+from vhakit.fitting.pose_prior import PoseGMM  # noqa: E402
 
 TINY_VHA_RECIPE = {"input_encoding": "gaussian", "beta": 20.0, "lr": 4e-3,
                    "lr_schedule": "cosine", "warmup_steps": 30}  # the tiny budget's VHA recipe
@@ -54,8 +54,8 @@ def train_without_validation(preset: str, split: str, root: Path, out: Path, vha
     returns ``(bcp, validation MultiViewDataset)``."""
     from torch.utils.data import ConcatDataset
 
-    from vhakit.train import train_vha
-    from vhakit.train_bcp import train_bcp
+    from vhakit.training.bcp import train_bcp
+    from vhakit.training.vha import train_vha
 
     train = MultiViewDataset(ensure_dataset(preset, split, "train", root=root))
     val_idx, rest_idx = validation_indices(train.names, split)
@@ -73,7 +73,7 @@ def train_without_validation(preset: str, split: str, root: Path, out: Path, vha
 def prior_comparison(pred108: torch.Tensor, ds, body, old_gmm: Path) -> dict:
     """MPJPE (24 / 17 joints, mm) and angle error (deg) of the same predictions fitted with the
     shipped prior and with the old one (GMM file + the generator's joint-limit box)."""
-    from vhakit.body import h36m_regressor
+    from vhakit.body.model import h36m_regressor
 
     reg17, _ = h36m_regressor(body)
     gt = ds.arrays
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
-    from vhakit.train_bcp import predict_vertices
+    from vhakit.training.bcp import predict_vertices
 
     bcp, val = train_without_validation(args.preset, args.split, args.data, args.work,
                                         args.vha_steps, args.bcp_steps, args.seed)

@@ -26,14 +26,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vhakit.body import BodyModel
-from vhakit.data.store import (
-    DatasetCorrupt,
-    atomic_save_npy,
-    atomic_write_bytes,
-    read_meta,
-    write_meta,
-)
+from vhakit._util import atomic_write_bytes
+from vhakit.body.model import BodyModel
+from vhakit.data.store import DatasetCorrupt, atomic_save_npy, read_meta, write_meta
 
 FAIL_ENV = "VHAKIT_PREPARE_FAIL_AFTER_CHUNKS"
 BUILD_VERSION = 1  # bump when a script's output changes for the same inputs
@@ -167,8 +162,8 @@ def views_visibility(body: BodyModel, verts_world_m: np.ndarray, K_crop: np.ndar
                      R: np.ndarray, t: np.ndarray, size: int, vis_size: int) -> np.ndarray:
     """``(V, 108)`` bool visibility of the subsampled vertices in the stored (pinhole) crops,
     z-buffered at ``vis_size`` px."""
-    from vhakit.camera import Camera, crop_resize_matrix
     from vhakit.data.real import mesh_visibility
+    from vhakit.geometry.camera import Camera, crop_resize_matrix
 
     dev = body.v_template.device
     to = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=dev)  # noqa: E731

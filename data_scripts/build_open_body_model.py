@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vhakit.body import JOINT_NAMES, SMPL_PARENTS
-from vhakit.subsample import compute_subsample_indices
+from vhakit.body.model import JOINT_NAMES, SMPL_PARENTS
+from vhakit.body.subsample import compute_subsample_indices
 
 # Anny (Blender-style: x left, y back, z up) -> SMPL (x left, y up, z front): rows of the rotation.
 ANNY_TO_SMPL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -132,7 +132,7 @@ def _rotation_between(a: np.ndarray, b: np.ndarray, fraction: float = 1.0) -> np
     angle = np.arctan2(s[:, 0], (a * b).sum(-1)) * fraction
     axis = axis / np.maximum(s, 1e-12)
     rotvec = torch.from_numpy(axis * angle[:, None])
-    from vhakit.rotations import axis_angle_to_matrix
+    from vhakit.geometry.rotations import axis_angle_to_matrix
 
     return axis_angle_to_matrix(rotvec).numpy()
 
@@ -178,7 +178,7 @@ def skin(vertices: np.ndarray, joints: np.ndarray, weights: np.ndarray,
 
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 24, 3, 3) local rotations within simple joint limits (hinge-like knees and elbows)."""
-    from vhakit.rotations import axis_angle_to_matrix
+    from vhakit.geometry.rotations import axis_angle_to_matrix
 
     aa = np.clip(rng.normal(0.0, 0.3, (n, 24, 3)), -0.8, 0.8)
     aa[:, 0] = 0.0

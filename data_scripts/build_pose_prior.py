@@ -10,12 +10,12 @@ DeepMimic's skeleton has no wrists, hands, toes or clavicles, hinge knees and el
 chest and one neck rotation spread evenly over SMPL's spine and neck/head joints. The components
 that never move in the clips (standard deviation below ``UNOBSERVED_STD_DEG``) get a broad
 variance floor, ``(range / 4)^2`` of the fitter's anatomical box
-(:data:`vhakit.pose_prior.FIT_LIMITS_DEG`), instead of being pinned to zero; the others get
+(:data:`vhakit.fitting.pose_prior.FIT_LIMITS_DEG`), instead of being pinned to zero; the others get
 ``FLOOR_DEG^2``, so the retargeting's exact couplings (spine1 = spine2 = spine3) stay soft.
 
 Output: ``vhakit/assets/pose_gmm.npz`` (``means (K, 69)``, ``precision_chol (K, 69, 69)``,
 ``weights (K,)``, ``metadata`` JSON: source, clips, settings; read with
-:func:`vhakit.pose_prior.default_pose_gmm` and :func:`vhakit.pose_prior.pose_prior_metadata`).
+:func:`vhakit.fitting.pose_prior.default_pose_gmm` and :func:`vhakit.fitting.pose_prior.pose_prior_metadata`).
 Deterministic from the seed; ~1-2 min on 2 CPU cores. Usage::
 
     python data_scripts/build_pose_prior.py [--components 8] [--out PATH]
@@ -32,7 +32,7 @@ import torch
 
 from vhakit.data.joint_limits import MIRROR_JOINT
 from vhakit.data.motion import load_deepmimic
-from vhakit.pose_prior import DEFAULT_GMM_PATH, FIT_LIMITS_DEG, fit_gmm
+from vhakit.fitting.pose_prior import DEFAULT_GMM_PATH, FIT_LIMITS_DEG, fit_gmm
 
 FLOOR_DEG = 5.0  # variance floor of the observed components: retargeting noise, degrees
 UNOBSERVED_STD_DEG = 0.5  # components that move less than this in the clips count as unobserved

@@ -1,6 +1,6 @@
 """Compute (or re-check) the 108 subsampled vertices of a body model and draw them.
 
-The indices come from :func:`vhakit.subsample.compute_subsample_indices`: a COMA-style chain of
+The indices come from :func:`vhakit.body.subsample.compute_subsample_indices`: a COMA-style chain of
 quadric decimations V -> ceil(V/4) -> ceil(V/16) -> ... -> 108 that keeps original vertices, then
 nudged so every body part (the joint with the largest skinning weight) has at least 2 points.
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vhakit.body import JOINT_NAMES, OPEN_MODEL_PATH
-from vhakit.subsample import compute_subsample_indices, decimation_levels
+from vhakit.body.model import JOINT_NAMES, OPEN_MODEL_PATH
+from vhakit.body.subsample import compute_subsample_indices, decimation_levels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     if args.smpl is not None:
-        from vhakit.smpl_files import find_smpl_file, load_smpl_file
+        from vhakit.body.smpl_files import find_smpl_file, load_smpl_file
 
         arrays = load_smpl_file(find_smpl_file(args.smpl, args.gender))
     else:

@@ -50,7 +50,7 @@ import torch
 
 from vhakit.data.motion import DEEPMIMIC_ASSET, MotionClip, save_clips
 from vhakit.data.placement import place_on_floor
-from vhakit.rotations import matrix_to_axis_angle
+from vhakit.geometry.rotations import matrix_to_axis_angle
 
 URDF_SCALE = 0.25  # DeepMimic loads humanoid.urdf with globalScaling=0.25
 M_KIT_FROM_DM = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # R_y(-90 deg)
@@ -295,7 +295,7 @@ def draw_check(out_dir: Path, clip: MotionClip, frames: np.ndarray, data_dir: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vhakit.body import SMPL_PARENTS
+    from vhakit.body.model import SMPL_PARENTS
     ts = np.linspace(0, clip.num_frames - 1, 4).astype(int)
     dm = pybullet_positions(data_dir, frames[ts])
     t = clip.to_torch()
@@ -327,7 +327,7 @@ def draw_check(out_dir: Path, clip: MotionClip, frames: np.ndarray, data_dir: Pa
 def main(argv: list[str] | None = None) -> None:
     import pybullet_data
 
-    from vhakit.body import BodyModel
+    from vhakit.body.model import BodyModel
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=DEEPMIMIC_ASSET)

@@ -50,7 +50,7 @@ from vhakit.data.real import (
     up_rotation,
 )
 from vhakit.data.store import write_image
-from vhakit.rotations import matrix_to_axis_angle
+from vhakit.geometry.rotations import matrix_to_axis_angle
 
 PARTS = {"train": H36M_TRAIN_SUBJECTS, "test": H36M_TEST_SUBJECTS}
 PELVIS, HEAD = 6, 9  # LT's 17-joint order: 6 = hip (root), 9 = head

@@ -51,7 +51,7 @@ from vhakit.data.real import (
     zju_to_smpl,
 )
 from vhakit.data.store import write_image
-from vhakit.rotations import axis_angle_to_matrix
+from vhakit.geometry.rotations import axis_angle_to_matrix
 
 
 def _ids(text: str) -> list[int]:

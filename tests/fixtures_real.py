@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import torch
 
-from vhakit.body import BodyModel
-from vhakit.camera import look_at
+from vhakit.body.model import BodyModel
+from vhakit.geometry.camera import look_at
 
 #: (x, y, z) -> (x, z, -y): the kit's y-up world from a z-up one.
 Y_FROM_Z = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]])
@@ -304,7 +304,7 @@ def write_stand_in_smpl(path: Path) -> None:
     and must give the same vertices as ``--body open``."""
     import scipy.sparse as sp
 
-    from vhakit.body import OPEN_MODEL_PATH
+    from vhakit.body.model import OPEN_MODEL_PATH
 
     with np.load(OPEN_MODEL_PATH) as z:
         a = {k: z[k] for k in z.files}

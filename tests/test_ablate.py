@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vhakit import ablate, pipeline
-from vhakit.ablate import (
+from vhakit.experiments import ablate, pipeline
+from vhakit.experiments.ablate import (
     EFFICIENCY_FRACTIONS,
     auto_runner,
     load_or_run,
@@ -21,8 +21,8 @@ from vhakit.ablate import (
     sweep_specs,
     table_cells,
 )
-from vhakit.ablate_report import PAPER_TABLE1, PAPER_TABLE2
-from vhakit.pipeline import METRIC_NAMES, ExperimentSpec
+from vhakit.experiments.paper import PAPER_TABLE1, PAPER_TABLE2
+from vhakit.experiments.pipeline import METRIC_NAMES, ExperimentSpec
 
 
 @pytest.fixture(autouse=True)
@@ -322,7 +322,7 @@ def test_auto_runner_falls_back_only_for_missing_vhakit_parts(tmp_path, monkeypa
     spec = table_cells("1", "tiny")[0].spec
 
     def half_built(spec, cache_dir, progress=True):
-        raise ModuleNotFoundError("No module named 'vhakit.train_bcp'", name="vhakit.train_bcp")
+        raise ModuleNotFoundError("No module named 'vhakit.training.bcp'", name="vhakit.training.bcp")
 
     monkeypatch.setattr(pipeline, "run_experiment", half_built)
     runner = auto_runner()
@@ -339,7 +339,7 @@ def test_auto_runner_falls_back_only_for_missing_vhakit_parts(tmp_path, monkeypa
 
 
 def test_claims_verdicts_against_hand_computation(tmp_path, monkeypatch):
-    from vhakit.ablate_claims import check_claims, claims_markdown
+    from vhakit.experiments.claims import check_claims, claims_markdown
 
     result = run_sweep("1", "tiny", 3, tmp_path, None, CountingRunner(), progress=False)
     code = check_claims(result)[0]  # vertex + code (137 + 2) minus vertex (117 + 2) = +20
@@ -373,7 +373,7 @@ def test_claims_verdicts_against_hand_computation(tmp_path, monkeypatch):
 
 
 def test_figures_show_every_cell(tmp_path):
-    from vhakit.ablate_plots import comparison_figure, efficiency_figure
+    from vhakit.experiments.plots import comparison_figure, efficiency_figure
 
     t2 = run_sweep("2", "tiny", 2, tmp_path, None, CountingRunner(), progress=False)
     fig = comparison_figure(t2)
@@ -408,7 +408,7 @@ def test_saved_results_of_other_fitting_settings_are_re_evaluated(tmp_path, monk
 
 
 def test_committed_sweep_prefers_teaching_then_tiny(tmp_path):
-    from vhakit.ablate import committed_sweep
+    from vhakit.experiments.ablate import committed_sweep
 
     assert committed_sweep("2", tmp_path) == ("teaching", tmp_path / "results")  # nothing yet
     (tmp_path / "results" / "tiny").mkdir(parents=True)
@@ -443,7 +443,7 @@ def test_welch_contrast_equals_scipys_ttest_ind():
     """Two conditions: exactly Welch's two-sample test (scipy as the independent reference)."""
     from scipy import stats
 
-    from vhakit.ablate_claims import welch_contrast
+    from vhakit.experiments.claims import welch_contrast
 
     a = np.array([101.3, 97.2, 104.8])
     b = np.array([92.0, 99.5, 94.1, 90.2, 96.6])
@@ -463,7 +463,7 @@ def test_welch_contrast_of_four_means_against_a_loop_reference():
     two extra conditions measured almost exactly leave the two-sample test."""
     from scipy import stats
 
-    from vhakit.ablate_claims import welch_contrast
+    from vhakit.experiments.claims import welch_contrast
 
     rng = np.random.default_rng(3)
     groups = [rng.normal(mu, sd, n) for mu, sd, n in ((20, 2, 3), (26, 4, 3), (22, 1, 5),
@@ -495,7 +495,7 @@ def test_two_standard_errors_with_three_seeds_is_not_shown(tmp_path):
     2-s.e. rule; Welch's test (dof 4, p about 0.07) does not show it."""
     from scipy import stats
 
-    from vhakit.ablate_claims import check_claims
+    from vhakit.experiments.claims import check_claims
 
     def noisy(spec, cache_dir, progress=True):  # spread 1 in every cell, seeds -1, 0, +1
         out = fake_metrics(replace(spec, seed=0))
@@ -520,8 +520,8 @@ def test_two_standard_errors_with_three_seeds_is_not_shown(tmp_path):
 
 def test_every_claim_keeps_the_papers_direction():
     """Each claim says "< 0"; where the paper has numbers its own combination is negative."""
-    from vhakit.ablate_claims import CLAIMS
-    from vhakit.ablate_report import paper_numbers
+    from vhakit.experiments.claims import CLAIMS
+    from vhakit.experiments.paper import paper_numbers
 
     checked = 0
     for table, claims in CLAIMS.items():
@@ -557,7 +557,7 @@ def test_more_seeds_train_only_the_new_ones(tmp_path):
     more = CountingRunner()
     result = run_sweep("1", "tiny", 5, tmp_path, None, more, progress=False)
     assert sorted({s.seed for s in more.calls}) == [3, 4] and len(more.calls) == 10
-    from vhakit.ablate_claims import check_claims
+    from vhakit.experiments.claims import check_claims
 
     assert all(c["n"] == [5, 5] for c in check_claims(result))
     assert result.value("vertex", "h36m_like")[2] == 5
@@ -585,7 +585,7 @@ def test_records_name_their_prior_and_the_markdown_shows_who_shares(tmp_path):
 
 
 def ablate_report_payload(result):
-    from vhakit.ablate_report import _json_payload
+    from vhakit.experiments.report import _json_payload
 
     return _json_payload(result)
 

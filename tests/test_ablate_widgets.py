@@ -8,8 +8,8 @@ import re
 import pytest
 
 from tests.test_ablate import CountingRunner, fake_metrics
-from vhakit.ablate import run_sweep
-from vhakit.ablate_widgets import AblationPanel, run_rows
+from vhakit.experiments.ablate import run_sweep
+from vhakit.teaching.ablation_panel import AblationPanel, run_rows
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_run_rows_reads_one_split():
 def test_panel_tests_table1s_claims_over_the_cached_seeds(tmp_path):
     """The claims table: Welch's t, dof, p and seeds per condition of Table 1's claims, the same
     numbers as the sweep's, updated as runs of new seeds land in the cache."""
-    from vhakit.ablate_claims import check_claims
+    from vhakit.experiments.claims import check_claims
 
     sweep = run_sweep("1", "tiny", 3, tmp_path, None, CountingRunner(), progress=False)
     runner = CountingRunner()

@@ -6,7 +6,6 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from vhakit.camera import RigJitter, make_rig
 from vhakit.config import (
     BaselineTaskConfig,
     BCPTaskConfig,
@@ -14,11 +13,11 @@ from vhakit.config import (
     bcp_configs,
     vha_configs,
 )
+from vhakit.geometry.camera import RigJitter, make_rig
 from vhakit.models.baseline import LMTBaseline
 from vhakit.models.bcp import BodyCodePredictor
 from vhakit.models.vha import VHA
-from vhakit.train import StepContext
-from vhakit.train_bcp import (
+from vhakit.training.bcp import (
     BaselineTask,
     BCPTask,
     load_baseline,
@@ -27,6 +26,7 @@ from vhakit.train_bcp import (
     train_baseline,
     train_bcp,
 )
+from vhakit.training.trainer import StepContext
 
 PX, V = 64, 4
 
@@ -255,7 +255,8 @@ def test_bad_inputs(vha, data):
 def test_cli_train_bcp_and_baseline(tmp_path, capsys):
     from vhakit.cli import main
     from vhakit.data.build import build_dataset
-    from vhakit.train import read_run, train_vha
+    from vhakit.training.trainer import read_run
+    from vhakit.training.vha import train_vha
 
     data_dir = build_dataset("tiny", "h36m_like", "train", tmp_path / "data", max_frames=4,
                              progress=False)
@@ -291,7 +292,7 @@ def test_resume_continues_the_run(vha, data, tmp_path):
 def test_resuming_a_run_from_before_the_unit_field_keeps_metres(data, tmp_path):
     """A run config without ``vertex_loss_unit`` (written before it existed) trained its vertex
     L1 in metres: resuming it continues in metres and keeps the config's old form."""
-    from vhakit.train import load_checkpoint, save_checkpoint
+    from vhakit.training.trainer import load_checkpoint, save_checkpoint
 
     train_baseline("tiny", data, tmp_path / "old", progress=False, max_steps=1, save_every=1,
                    log_every=1, vertex_loss_unit="m")

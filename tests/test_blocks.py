@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vhakit.heatmaps import Cuboid, encode_onehot, voxel_index
+from vhakit.heatmaps.core import Cuboid, encode_onehot, voxel_index
 from vhakit.models.blocks import (
     Basic3D,
     Pool3D,

@@ -18,8 +18,8 @@ import scipy.sparse as sp
 import torch
 from smplx.lbs import lbs as smplx_lbs
 
-from vhakit.body import JOINT_NAMES, OPEN_MODEL_PATH, SMPL_PARENTS, BodyModel, smpl_available
-from vhakit.smpl_files import UnsafePickleError, load_smpl_file
+from vhakit.body.model import JOINT_NAMES, OPEN_MODEL_PATH, SMPL_PARENTS, BodyModel, smpl_available
+from vhakit.body.smpl_files import UnsafePickleError, load_smpl_file
 
 J = {name: i for i, name in enumerate(JOINT_NAMES)}
 

@@ -1,4 +1,4 @@
-"""vhakit.body_widgets and vhakit.viz_views: the slider callbacks pose the body exactly as
+"""vhakit.teaching.body_widgets and vhakit.viz.views: the slider callbacks pose the body exactly as
 BodyModel does, the pictures are PNGs of the right size, the visibility figures count right."""
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vhakit.body import JOINT_NAMES, BodyModel  # noqa: E402
-from vhakit.body_widgets import (  # noqa: E402
+from vhakit.body.model import JOINT_NAMES, BodyModel  # noqa: E402
+from vhakit.data.joint_limits import JOINT_LIMITS_DEG  # noqa: E402
+from vhakit.data.motion import load_deepmimic  # noqa: E402
+from vhakit.geometry.camera import make_rig  # noqa: E402
+from vhakit.teaching.body_widgets import (  # noqa: E402
     DEFAULT_POSE_CONTROLS,
     BodyExplorer,
     ClipPlayer,
@@ -23,10 +26,7 @@ from vhakit.body_widgets import (  # noqa: E402
     pose_from_controls,
     render_meshes_png,
 )
-from vhakit.camera import make_rig  # noqa: E402
-from vhakit.data.joint_limits import JOINT_LIMITS_DEG  # noqa: E402
-from vhakit.data.motion import load_deepmimic  # noqa: E402
-from vhakit.viz_views import (  # noqa: E402
+from vhakit.viz.views import (  # noqa: E402
     plot_rig_topdown,
     plot_views,
     plot_visibility_matrix,
@@ -209,7 +209,7 @@ def test_rig_topdown_puts_view_0_in_front_of_the_body():
 
 
 def test_rig_scene_frames_body_and_cameras(body):
-    from vhakit.viz3d import offscreen_render_works, screenshot_png
+    from vhakit.viz.backend import offscreen_render_works, screenshot_png
     if not offscreen_render_works():
         pytest.skip("VTK cannot render off-screen here")
     rig = make_rig(num_views=2, image_size=(32, 32))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit.camera import Camera
 from vhakit.data import build as build_mod
 from vhakit.data.build import DATA_PRESETS, build_dataset
 from vhakit.data.datasets import MeshDataset, MultiViewDataset
 from vhakit.data.store import DatasetCorrupt, open_dataset
+from vhakit.geometry.camera import Camera
 
 SMALL = dataclasses.replace(DATA_PRESETS["tiny"], image_px=32, chunk=8)
 

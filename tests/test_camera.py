@@ -1,4 +1,4 @@
-"""vhakit.camera against cv2.projectPoints, closed forms and image-space measurements."""
+"""vhakit.geometry.camera against cv2.projectPoints, closed forms and image-space measurements."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit.camera import (
+from vhakit.geometry.camera import (
     Camera,
     RigJitter,
     crop_and_resize_image,
@@ -17,7 +17,7 @@ from vhakit.camera import (
     look_at,
     make_rig,
 )
-from vhakit.rotations import axis_angle_to_matrix
+from vhakit.geometry.rotations import axis_angle_to_matrix
 
 D64 = torch.float64
 
@@ -213,7 +213,7 @@ def test_bad_inputs_name_the_argument():
 
 
 def test_cameras_that_are_not_pinhole_cameras_are_rejected_by_name():
-    from vhakit.camera import CameraValueError
+    from vhakit.geometry.camera import CameraValueError
 
     good = random_camera(torch.Generator().manual_seed(3), batch=(4,))
     cases = [  # (parameter, view, change, message)
@@ -237,7 +237,7 @@ def test_cameras_that_are_not_pinhole_cameras_are_rejected_by_name():
 
 
 def test_camera_checks_are_skipped_while_compiling(monkeypatch):
-    import vhakit.camera as camera
+    import vhakit.geometry.camera as camera
 
     monkeypatch.setattr(camera, "compiling", lambda: True)
     Camera(K=torch.zeros(3, 3), R=2 * torch.eye(3), t=torch.zeros(3), image_size=(4, 4))

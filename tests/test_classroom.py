@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vhakit.classroom import (
+from vhakit.teaching.classroom import (
     DASHBOARD_SKIP_TAGS,
     DASHBOARDS,
     dashboard_notebook,
@@ -74,14 +74,14 @@ def test_the_kit_ships_the_viewer_dashboard():
 DASHBOARD_BUDGET_S = 30.0
 _GUARD = '''
 import resource as _resource
-import vhakit.train as _train
+import vhakit.training.trainer as _train
 
 
 def _no_training(*args, **kwargs):
-    raise RuntimeError("this dashboard started training (vhakit.train.fit)")
+    raise RuntimeError("this dashboard started training (vhakit.training.trainer.fit)")
 
 
-_train._fit = _no_training  # every training run of the kit goes through vhakit.train.fit
+_train._fit = _no_training  # every training run of the kit goes through vhakit.training.trainer.fit
 '''
 _CPU = '''
 _self, _kids = (_resource.getrusage(w) for w in (_resource.RUSAGE_SELF,
@@ -221,8 +221,8 @@ def test_viewer_reconstructions_are_cached_per_checkpoint_frames_and_code(tmp_pa
     the frames) computes them again instead of showing stale reconstructions."""
     import numpy as np
 
-    import vhakit.classroom_models as cm
-    from vhakit.standin import demo_reconstructions
+    import vhakit.teaching.classroom_models as cm
+    from vhakit.teaching.standin import demo_reconstructions
 
     if not cm.pretrained_available():
         pytest.skip("no committed classroom checkpoints")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit.classroom_models import (
+from vhakit.teaching.classroom_models import (
     MAX_TOTAL_BYTES,
     PRETRAINED_DIR,
     PRETRAINED_NAMES,
@@ -51,7 +51,7 @@ def test_committed_checkpoints_are_small_and_load_fast():
 @committed
 def test_committed_checkpoints_reproduce_the_card():
     """Re-evaluate on the card's test frames: every metric within 1 % of the card's."""
-    from vhakit.train_bcp import predict_vertices
+    from vhakit.training.bcp import predict_vertices
 
     card = read_card()
     ds = card_frames(card)
@@ -79,7 +79,7 @@ def test_model_card_markdown_shows_the_card_numbers():
 @pytest.mark.slow  # ~25 s on 2 idle cores (training a few steps), ~60 s on loaded ones
 def test_fast_round_trip(tmp_path, monkeypatch):
     """pretrain_classroom end to end (VHAKIT_FAST=1: a few steps), then load and re-evaluate."""
-    from vhakit.train_bcp import load_bcp
+    from vhakit.training.bcp import load_bcp
 
     monkeypatch.setenv("VHAKIT_FAST", "1")
     out = tmp_path / "pretrained"
@@ -125,7 +125,7 @@ def test_foreign_file_is_rejected(tmp_path):
 
 
 def test_cli_passes_its_arguments(tmp_path, monkeypatch, capsys):
-    import vhakit.classroom_models as cm
+    import vhakit.teaching.classroom_models as cm
     from vhakit.cli import main
 
     calls = []

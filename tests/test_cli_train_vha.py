@@ -6,7 +6,7 @@ import json
 import re
 
 from vhakit.cli import main
-from vhakit.train import load_checkpoint
+from vhakit.training.trainer import load_checkpoint
 
 
 def test_train_vha_cli_runs_resumes_and_reports_mpve(tmp_path, capsys):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from test_blocks import dense_volume
 
-from vhakit.heatmaps import Cuboid, soft_argmax
+from vhakit.heatmaps.core import Cuboid, soft_argmax
 from vhakit.models.blocks import sparse_conv3d
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -58,7 +58,8 @@ def test_vha_training_step_on_cuda_matches_cpu():
     a float32 step under bf16 autocast runs and its loss is close."""
     from vhakit.config import vha_configs
     from vhakit.models.vha import VHA
-    from vhakit.train import StepContext, VHATask
+    from vhakit.training.trainer import StepContext
+    from vhakit.training.vha import VHATask
 
     for overrides in ({}, {"input_encoding": "onehot", "stem_stride": 1, "norm": "batch"}):
         cfg = vha_configs("tiny", **overrides)
@@ -103,7 +104,8 @@ def test_compiled_training_on_cuda_matches_eager(tmp_path, monkeypatch):
 
     from vhakit.config import vha_configs
     from vhakit.models.vha import VHA
-    from vhakit.train import load_checkpoint, train_vha
+    from vhakit.training.trainer import load_checkpoint
+    from vhakit.training.vha import train_vha
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
@@ -135,7 +137,7 @@ def test_compiled_training_on_cuda_matches_eager(tmp_path, monkeypatch):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from gpu_paper_scale import bcp_case
 
-    from vhakit.train import StepContext
+    from vhakit.training.trainer import StepContext
 
     model, task, data = bcp_case("tiny", 2, CUDA)
     ctx = StepContext(epoch=0, step=0, device=CUDA, seed=0)

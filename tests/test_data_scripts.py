@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit.camera import crop_resize_matrix
 from vhakit.data import real
 from vhakit.data.store import open_dataset, read_image
+from vhakit.geometry.camera import crop_resize_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "data_scripts"))
@@ -314,7 +314,7 @@ def test_amass_with_the_licensed_smpl_flag(tmp_path, monkeypatch, amass):
                                "smpl", "--smpl-dir", str(tmp_path / "smpl")]) == 0
     d = open_dataset(out / "test")  # a SMPL+H file: betas kept (SMPL-X betas would be zeroed)
     assert d.meta["body_model"] == "smpl-neutral" and d.array("betas").any()
-    from vhakit.body import BodyModel
+    from vhakit.body.model import BodyModel
     body = BodyModel.smpl(tmp_path / "smpl")
     ref = body.from_poses(*(torch.as_tensor(d.array(k)) for k in ("poses", "betas", "transl")))
     assert np.abs(d.array("vertices108") - ref.vertices108.numpy()).max() < 1e-6

@@ -15,7 +15,6 @@ DELETING = {"unlink", "rmtree", "rmdir", "remove", "removedirs"}
 # function -> what it deletes (all of them files or folders the kit itself wrote)
 AUDITED = {
     "atomic_write_bytes": "its own temporary file when the write fails",
-    "_atomic_write": "its own temporary checkpoint file when the write fails",
     "remove_recorded": "files listed in make-data's own manifest (.vhakit-dataset), and folders "
                        "this leaves empty",
     "build_dataset": "the dataset's own .partial/ folder once it is empty",

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from vhakit.recon import Reconstructions
+from vhakit.evaluation.recon import Reconstructions
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Fitting experiments (vhakit.fit_analysis) and their figures (vhakit.viz_fitting), against
+"""Fitting experiments (vhakit.fitting.analysis) and their figures (vhakit.viz.fitting), against
 closed forms, numpy references and fit_smpl itself."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vhakit.body import BodyModel  # noqa: E402
-from vhakit.fit_analysis import (  # noqa: E402
+from vhakit.body.model import BodyModel  # noqa: E402
+from vhakit.fitting.analysis import (  # noqa: E402
     FitTargets,
     add_vertex_noise,
     fit_accuracy,
@@ -24,9 +24,9 @@ from vhakit.fit_analysis import (  # noqa: E402
     noise_matched_config,
     noise_sweep,
 )
-from vhakit.fitting import FitConfig, fit_smpl  # noqa: E402
-from vhakit.rotations import axis_angle_to_matrix  # noqa: E402
-from vhakit.viz_fitting import (  # noqa: E402
+from vhakit.fitting.fit import FitConfig, fit_smpl  # noqa: E402
+from vhakit.geometry.rotations import axis_angle_to_matrix  # noqa: E402
+from vhakit.viz.fitting import (  # noqa: E402
     draw_error_mesh,
     draw_stages,
     draw_targets,

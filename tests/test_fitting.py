@@ -1,5 +1,5 @@
-"""SMPL fitting (vhakit.fitting), its pieces (vhakit.subset_lbs, vhakit.optim) and the pose prior
-(vhakit.pose_prior), against independent references: smplx's lbs, torch.func Jacobians,
+"""SMPL fitting (vhakit.fitting), its pieces (vhakit.body.subset_lbs, vhakit.fitting.optim) and the pose prior
+(vhakit.fitting.pose_prior), against independent references: smplx's lbs, torch.func Jacobians,
 autograd, a numpy Gaussian mixture, closed-form minima, and the acceptance check on 50 poses."""
 from __future__ import annotations
 
@@ -13,15 +13,16 @@ import torch
 from smplx.lbs import lbs
 from torch.func import jacfwd, vmap
 
-from vhakit.body import JOINT_NAMES, SMPL_PARENTS, BodyModel
+from vhakit.body.model import JOINT_NAMES, SMPL_PARENTS, BodyModel
+from vhakit.body.subset_lbs import SubsetLBS, right_jacobian_so3
 from vhakit.data.joint_limits import JOINT_LIMITS_DEG
 from vhakit.data.motion import load_deepmimic
 from vhakit.data.pose_sampler import sample_poses
 from vhakit.data.procedural import sample_betas
-from vhakit.fitting import FitConfig, fit_energy, fit_smpl, procrustes_init
-from vhakit.metrics import angular_distance, mpve
-from vhakit.optim import adam_minimize, batched_lbfgs, levenberg_marquardt
-from vhakit.pose_prior import (
+from vhakit.evaluation.metrics import angular_distance, mpve
+from vhakit.fitting.fit import FitConfig, fit_energy, fit_smpl, procrustes_init
+from vhakit.fitting.optim import adam_minimize, batched_lbfgs, levenberg_marquardt
+from vhakit.fitting.pose_prior import (
     FIT_LIMITS_DEG,
     LIMIT_MARGIN_DEG,
     PoseGMM,
@@ -31,8 +32,7 @@ from vhakit.pose_prior import (
     joint_limit_penalty,
     pose_prior_metadata,
 )
-from vhakit.rotations import axis_angle_to_matrix
-from vhakit.subset_lbs import SubsetLBS, right_jacobian_so3
+from vhakit.geometry.rotations import axis_angle_to_matrix
 
 F64 = torch.float64
 

@@ -12,7 +12,7 @@ import torch
 import torch.utils._pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from vhakit.heatmaps import (
+from vhakit.heatmaps.core import (
     Cuboid,
     SoftArgmax3d,
     encode_gaussian,

@@ -1,4 +1,4 @@
-"""The fused CPU soft-argmax kernel (vhakit/kernels.py, vhakit/csrc/soft_argmax_cpu.cpp) against
+"""The fused CPU soft-argmax kernel (vhakit/heatmaps/kernels.py, vhakit/heatmaps/csrc/soft_argmax_cpu.cpp) against
 the float64 loop reference and the gradchecked pure-torch path; its fallback when it cannot be
 built. Grids with an odd last axis exercise the kernel's scalar tail after its SIMD lanes."""
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pytest
 import torch
 from test_heatmaps import _ref_soft_argmax
 
-from vhakit import kernels
 from vhakit.cli import main as cli_main
-from vhakit.heatmaps import Cuboid, soft_argmax
+from vhakit.heatmaps import kernels
+from vhakit.heatmaps.core import Cuboid, soft_argmax
 
 F64 = torch.float64
 PACKAGE = Path(kernels.__file__).parent
@@ -185,7 +185,7 @@ def test_torch_compile_traces_the_pure_torch_path(kernel):
 
 
 def test_setup_check_reports_the_kernel(monkeypatch):
-    from vhakit.setup_check import check_kernels
+    from vhakit.teaching.setup_check import check_kernels
 
     monkeypatch.setenv("VHAKIT_CPU_KERNELS", "off")
     (check,) = check_kernels()
@@ -333,17 +333,19 @@ def test_build_key_is_the_sources_content_not_its_path_or_time(tmp_path):
 
 def test_a_second_checkout_loads_the_same_build_without_compiling(kernel, tmp_path):
     clone = tmp_path / "checkout" / "vhakit"
-    (clone / "csrc").mkdir(parents=True)
-    for rel in ("__init__.py", "kernels.py", "csrc/soft_argmax_cpu.cpp"):  # fresh file times
-        shutil.copyfile(PACKAGE / rel, clone / rel)
-    code = ("import vhakit.kernels as k; m = k.soft_argmax_cpu(); "
+    (clone / "heatmaps" / "csrc").mkdir(parents=True)
+    shutil.copyfile(PACKAGE.parent / "__init__.py", clone / "__init__.py")
+    (clone / "heatmaps" / "__init__.py").write_text("")  # the kernel alone, without core
+    for rel in ("kernels.py", "csrc/soft_argmax_cpu.cpp"):  # fresh file times
+        shutil.copyfile(PACKAGE / rel, clone / "heatmaps" / rel)
+    code = ("import vhakit.heatmaps.kernels as k; m = k.soft_argmax_cpu(); "
             "print(k.__file__, m is not None, k.kernel_status())")
     env = {**os.environ, "PYTHONPATH": str(clone.parent), "VHAKIT_KERNEL_WAIT_S": "0"}
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     path, loaded, status = res.stdout.split(" ", 2)
-    assert Path(path) == clone / "kernels.py" and loaded == "True", res.stderr
+    assert Path(path) == clone / "heatmaps" / "kernels.py" and loaded == "True", res.stderr
     assert "loaded" in status and "compiling" not in res.stderr and not res.stderr.strip()
 
 

@@ -8,19 +8,18 @@ import pytest
 import torch
 
 from vhakit.config import vha_configs
-from vhakit.heatmaps import expected_coordinates
-from vhakit.latent import (
+from vhakit.heatmaps.core import expected_coordinates
+from vhakit.models.latent import (
     decode,
     encode,
     heatmap_pair,
     input_position_error_mm,
     interpolate,
     perturb,
-    plot_bodies,
-    plot_reconstruction_3d,
     reconstruct,
 )
 from vhakit.models.vha import VHA
+from vhakit.viz.latent import plot_bodies, plot_reconstruction_3d
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""vhakit.metrics against an independent numpy implementation (per-frame loops, cv2/scipy-free
+"""vhakit.evaluation.metrics against an independent numpy implementation (per-frame loops, cv2/scipy-free
 Rodrigues, Umeyama in numpy) and hand-computed cases."""
 from __future__ import annotations
 
@@ -8,20 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit.body import H36M_JOINT_NAMES, H36M_REGRESSOR_ENV, JOINT_NAMES, h36m_regressor
-from vhakit.metrics import (
+from vhakit.body.model import H36M_JOINT_NAMES, H36M_REGRESSOR_ENV, JOINT_NAMES, h36m_regressor
+from vhakit.evaluation.metrics import (
     angular_distance,
     geodesic_angle_deg,
     global_rotations,
     mpjpe,
     mpve,
     pa_mpjpe,
-    procrustes_align,
     regress_joints,
-    similarity_procrustes,
     summarize,
 )
-from vhakit.rotations import axis_angle_to_matrix
+from vhakit.geometry.procrustes import procrustes_align, similarity_procrustes
+from vhakit.geometry.rotations import axis_angle_to_matrix
 
 # SMPL kinematic tree, written out here so the test does not depend on vhakit.body.
 PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21]

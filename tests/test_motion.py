@@ -200,7 +200,7 @@ def test_amass_reader_other_errors(tmp_path):
 @pytest.fixture(scope="module")
 def body():
     try:
-        from vhakit.body import BodyModel
+        from vhakit.body.model import BodyModel
         return BodyModel.open()
     except (ImportError, FileNotFoundError) as err:
         pytest.skip(f"open body model not available ({err}); build it first")
@@ -301,7 +301,7 @@ def test_procedural_design_within_limits_and_smooth(action):
 
 
 def axis_angle_to_matrix_np(poses: torch.Tensor) -> torch.Tensor:
-    from vhakit.rotations import axis_angle_to_matrix
+    from vhakit.geometry.rotations import axis_angle_to_matrix
     return axis_angle_to_matrix(poses.reshape(-1, 24, 3))
 
 

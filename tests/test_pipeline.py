@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from vhakit.data.datasets import MeshDataset
-from vhakit.pipeline import ExperimentSpec, evaluate_vertices, get_budget, train_subset_indices
+from vhakit.experiments.pipeline import (
+    ExperimentSpec,
+    evaluate_vertices,
+    get_budget,
+    train_subset_indices,
+)
 
 
 def test_spec_key_is_stable_and_field_sensitive():
@@ -20,7 +25,8 @@ def test_spec_key_is_stable_and_field_sensitive():
 def test_specs_differing_only_in_test_splits_share_one_trained_model(tmp_path, monkeypatch):
     """model_key drops test_splits, equals key() for the default splits (models cached before
     it existed keep their folders), and train_predictor loads that folder instead of training."""
-    from vhakit import pipeline, train_bcp
+    from vhakit.experiments import pipeline
+    from vhakit.training import bcp as train_bcp
 
     table1 = ExperimentSpec(seed=1)  # Table 1's full row / the curve's 100 % point
     table2 = ExperimentSpec(seed=1, test_splits=("h36m_like", "lightstage_like", "real_mocap"))
@@ -59,7 +65,7 @@ def test_train_subsets_are_nested_and_sized():
 
 
 def test_fast_mode_swaps_the_budget(monkeypatch):
-    from vhakit import pipeline
+    from vhakit.experiments import pipeline
 
     monkeypatch.setenv("VHAKIT_FAST", "1")
     fast = get_budget("teaching")
@@ -108,7 +114,8 @@ def test_bad_predictions_are_refused(meshes, open_body):
 
 
 def test_changing_a_preset_changes_the_cache_folder(monkeypatch):
-    from vhakit import config, pipeline
+    from vhakit import config
+    from vhakit.experiments import pipeline
 
     monkeypatch.delenv("VHAKIT_FAST", raising=False)  # CI runs the suite in fast mode
     spec = ExperimentSpec(preset="tiny")
@@ -126,7 +133,8 @@ def test_changing_a_preset_changes_the_cache_folder(monkeypatch):
 
 
 def test_vha_hash_ignores_bcp_settings(monkeypatch):
-    from vhakit import config, pipeline
+    from vhakit import config
+    from vhakit.experiments import pipeline
 
     monkeypatch.delenv("VHAKIT_FAST", raising=False)
     whole, vha = pipeline.recipe_hash("tiny"), pipeline.recipe_hash("tiny", "vha")
@@ -141,7 +149,7 @@ def test_vha_hash_ignores_bcp_settings(monkeypatch):
 
 def test_vha_per_seed_gives_each_seed_its_own_prior(tmp_path):
     """On: two seeds decode through two VHAs (two cache folders); off: they share seed 0's."""
-    from vhakit import pipeline
+    from vhakit.experiments import pipeline
 
     on = [ExperimentSpec(preset="tiny", seed=s) for s in (0, 1)]
     off = [ExperimentSpec(preset="tiny", seed=s, vha_per_seed=False) for s in (0, 1)]
@@ -161,7 +169,7 @@ def test_vha_per_seed_gives_each_seed_its_own_prior(tmp_path):
 
 
 def test_training_plan_epochs_with_a_step_floor(monkeypatch):
-    from vhakit.pipeline import predictor_plan, training_plan
+    from vhakit.experiments.pipeline import predictor_plan, training_plan
 
     monkeypatch.delenv("VHAKIT_FAST", raising=False)  # CI runs the suite in fast mode
     tiny = get_budget("tiny")
@@ -201,8 +209,9 @@ class _FakeFrames:
 
 @pytest.mark.parametrize("fraction, steps, epochs", [(1.0, 630, 6.0), (0.03, 300, 100.0)])
 def test_predictor_trains_its_plan_and_records_it(tmp_path, monkeypatch, fraction, steps, epochs):
-    from vhakit import pipeline, train_bcp
     from vhakit.data import datasets
+    from vhakit.experiments import pipeline
+    from vhakit.training import bcp as train_bcp
 
     monkeypatch.delenv("VHAKIT_FAST", raising=False)
     monkeypatch.setattr(pipeline, "_dataset", lambda *args: tmp_path / "data")
@@ -239,7 +248,7 @@ def small_sets(tmp_path_factory):
 
 @pytest.mark.parametrize("prior", ["pool", "train_only"])
 def test_the_prior_sees_no_labelled_frame_outside_the_subset(small_sets, monkeypatch, prior):
-    from vhakit import pipeline
+    from vhakit.experiments import pipeline
 
     monkeypatch.delenv("VHAKIT_FAST", raising=False)
     monkeypatch.setattr(pipeline, "_dataset", lambda budget, split, part, progress:
@@ -274,7 +283,7 @@ def train_names(train_meshes):
 
 
 def test_validation_frames_are_held_out_training_subjects(train_names):
-    from vhakit.pipeline import VALIDATION_SUBJECTS, validation_indices
+    from vhakit.experiments.pipeline import VALIDATION_SUBJECTS, validation_indices
 
     val, rest = validation_indices(train_names, "h36m_like")
     assert VALIDATION_SUBJECTS["h36m_like"] == ("S8",)
@@ -288,7 +297,7 @@ def test_validation_frames_are_held_out_training_subjects(train_names):
 def test_the_tuner_refuses_test_frames(meshes, train_meshes):
     """The fitting setting must never be tuned on test frames (nor on frames a predictor
     trained on): the tuner checks every frame before fitting anything."""
-    from vhakit.pipeline import tune_prediction_noise
+    from vhakit.experiments.pipeline import tune_prediction_noise
 
     assert all(n.split("/")[1] in ("S9", "S11") for n in meshes.names)  # h36m_like test part
     with pytest.raises(ValueError, match="test frame"):
@@ -303,7 +312,7 @@ def test_the_tuner_fits_validation_frames_and_keeps_the_best(monkeypatch, train_
                                                              train_names):
     """Each candidate fits the validation frames once, with the noise-matched config; the
     lowest criterion wins (a stand-in evaluation with its minimum at 30 mm)."""
-    from vhakit import pipeline
+    from vhakit.experiments import pipeline
 
     val, _ = pipeline.validation_indices(train_names, "h36m_like")
     ds = train_meshes.subset(val[::7])
@@ -325,7 +334,7 @@ def test_the_tuner_fits_validation_frames_and_keeps_the_best(monkeypatch, train_
 def test_h36m_joints_are_reported_beside_smpl_joints(meshes, open_body):
     """mpjpe17 / pa_mpjpe17: the 17-joint regressor applied to both meshes, rooted at joint 0
     (the pelvis between the hips), recomputed here in numpy from the fitted meshes."""
-    from vhakit.body import h36m_regressor
+    from vhakit.body.model import h36m_regressor
 
     shift = torch.tensor([0.0, 0.02, 0.0])
     summary, details = evaluate_vertices(meshes.arrays["vertices108"] + shift, meshes, open_body)

@@ -13,8 +13,7 @@ from vhakit.config import vha_configs
 from vhakit.data.joint_limits import limit_violation_deg, within_limits
 from vhakit.data.procedural import EVERYDAY_ACTIONS, action_poses, sample_params
 from vhakit.data.splits import split_frames
-from vhakit.models.vha import VHA
-from vhakit.pose_families import (
+from vhakit.evaluation.pose_families import (
     FAMILY_ACTIONS,
     REAL_FLOOR,
     REFERENCE,
@@ -22,7 +21,8 @@ from vhakit.pose_families import (
     pose_family_report,
     pose_family_table,
 )
-from vhakit.rotations import axis_angle_to_matrix
+from vhakit.geometry.rotations import axis_angle_to_matrix
+from vhakit.models.vha import VHA
 
 PELVIS, L_KNEE, R_KNEE, HEAD, L_HIP, R_HIP, L_WRIST, R_WRIST = 0, 4, 5, 15, 1, 2, 20, 21
 FRAMES = 24  # per family: 4 clips of 6 frames at 6 fps

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit.body import BodyModel
-from vhakit.camera import make_rig
+from vhakit.body.model import BodyModel
 from vhakit.data.render import (
     PART_COLORS,
     RenderConfig,
@@ -18,6 +17,7 @@ from vhakit.data.render import (
     render_views,
     vertex_visibility,
 )
+from vhakit.geometry.camera import make_rig
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""vhakit.rotations against independent references (smplx's Rodrigues, closed forms, gradcheck)."""
+"""vhakit.geometry.rotations against independent references (smplx's Rodrigues, closed forms, gradcheck)."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 from smplx.lbs import batch_rodrigues
 
-from vhakit.rotations import axis_angle_to_matrix, matrix_to_axis_angle, skew
+from vhakit.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, skew
 
 
 def test_matches_smplx_rodrigues():

@@ -16,7 +16,7 @@ KEYS = {"poses", "betas", "transl", "clip", "action", "subject", "frame", "names
 @pytest.fixture(scope="module")
 def body():
     try:
-        from vhakit.body import BodyModel
+        from vhakit.body.model import BodyModel
         return BodyModel.open()
     except (ImportError, FileNotFoundError) as err:
         pytest.skip(f"open body model not available ({err}); build it first")

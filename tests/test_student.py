@@ -1,4 +1,4 @@
-"""vhakit.student: student copies drop exactly the `solution` cells, keep every other cell as it
+"""vhakit.teaching.student: student copies drop exactly the `solution` cells, keep every other cell as it
 is (checked on the raw JSON, independently of nbformat), strip outputs, and still run."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from vhakit.student import is_solution, main, make_student_copies, student_notebook
+from vhakit.teaching.student import is_solution, main, make_student_copies, student_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

@@ -16,17 +16,16 @@ import torch
 from train_worker import StickFigureDataset
 
 from vhakit.config import get_preset, vha_configs
-from vhakit.train import (
+from vhakit.training.trainer import (
     augment_params,
     check_compatible,
     load_checkpoint,
-    load_vha,
-    plot_history,
     read_run,
     rotate_about_y,
     save_checkpoint,
-    train_vha,
 )
+from vhakit.training.vha import load_vha, train_vha
+from vhakit.viz.figures import plot_history
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = str(Path(__file__).with_name("train_worker.py"))
@@ -281,7 +280,7 @@ def test_train_vha_rejects_bad_data(tmp_path):
 
 def test_lr_schedule_is_the_closed_form():
     from vhakit.config import TrainConfig
-    from vhakit.train import lr_at
+    from vhakit.training.trainer import lr_at
 
     cfg = TrainConfig(lr=4e-3, lr_schedule="cosine", warmup_steps=10)
     assert lr_at(cfg, 0, 110) == pytest.approx(4e-4)
@@ -297,7 +296,7 @@ def test_lr_schedule_is_the_closed_form():
 
 def test_evaluate_vha_is_the_mean_vertex_error(tmp_path):
     from vhakit.models.vha import VHA
-    from vhakit.train import evaluate_vha
+    from vhakit.training.vha import evaluate_vha
 
     torch.manual_seed(0)
     model = VHA(vha_configs("tiny").model)
@@ -404,7 +403,7 @@ def test_a_diverged_run_stops_before_a_checkpoint_stores_it(tmp_path, where):
     """From the 4th step (index 3) the loss is NaN, or the loss is finite and its gradient NaN
     (seen in the weights only). Either way the run raises at step 4, and last.pt stays step 2."""
     from vhakit.config import TrainConfig
-    from vhakit.train import fit
+    from vhakit.training.trainer import fit
 
     class Task:
         name, primary_metric, best = "toy", "loss", None
@@ -452,7 +451,7 @@ def test_paper_style_vha_bcp_and_baseline_forwards_trace_as_one_graph():
 
     from vhakit.config import baseline_configs
     from vhakit.models.baseline import LMTBaseline
-    from vhakit.train_bcp import _run, batch_center
+    from vhakit.training.bcp import _run, batch_center
 
     bcp, _, data = bcp_case("tiny", 2, torch.device("cpu"))
     center = batch_center(data, None, 0.0)

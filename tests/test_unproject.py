@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from vhakit.camera import Camera, make_rig
-from vhakit.heatmaps import Cuboid
+from vhakit.geometry.camera import Camera, make_rig
+from vhakit.heatmaps.core import Cuboid
 from vhakit.models.backbone import (
     FEATURE_PIXEL_CENTRE,
     IMAGENET_MEAN,
@@ -26,7 +26,7 @@ from vhakit.models.unproject import (
 
 def rig_batch(B: int, V: int, image_size=(40, 32), seed=0, dtype=torch.float64):
     """Cameras ``(B, V, ...)``: jittered rings with a little distortion."""
-    from vhakit.camera import RigJitter
+    from vhakit.geometry.camera import RigJitter
 
     g = torch.Generator().manual_seed(seed)
     rigs = [make_rig(V, distance_m=3.0, image_size=image_size, jitter=RigJitter(), generator=g,

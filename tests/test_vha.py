@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vhakit.config import VHAConfig, vha_configs
-from vhakit.heatmaps import Cuboid, encode_onehot, soft_argmax
+from vhakit.heatmaps.core import Cuboid, encode_onehot, soft_argmax
 from vhakit.models.vha import VHA, VHAOutput, interpolate_latents, perturb_latent, vha_loss
 
 
@@ -194,7 +194,7 @@ def test_config_validation():
 def test_sparse_input_encodings_equal_their_dense_heatmaps(encoding):
     """input_heatmaps (the sparse entries scattered) against independent references, and the
     encoder's sparse path against the dense convolution of that volume."""
-    from vhakit.heatmaps import encode_gaussian, encode_trilinear
+    from vhakit.heatmaps.core import encode_gaussian, encode_trilinear
 
     torch.manual_seed(0)
     model = VHA(vha_configs("tiny", input_encoding=encoding).model).double()

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit import viz3d
-from vhakit.recon import Reconstructions
-from vhakit.viz import error_colors, method_color
-from vhakit.viz3d import BackendChoice, choose_backend, configure_offscreen, detect_frontend
+from vhakit.evaluation.recon import Reconstructions
+from vhakit.viz import backend as viz3d
+from vhakit.viz.backend import BackendChoice, choose_backend, configure_offscreen, detect_frontend
+from vhakit.viz.figures import error_colors, method_color
 
 needs_render = pytest.mark.skipif(not viz3d.offscreen_render_works(),
                                   reason="VTK cannot render off-screen here (no EGL/OSMesa)")
@@ -88,7 +88,7 @@ def test_policy_inside_a_kernel_run_by_nbclient():
     """The real mechanism: a kernel executed by nbclient is detected and gets static PNGs."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    code = ("import os\nfrom vhakit.viz3d import detect_frontend, choose_backend, CI_VARIABLES\n"
+    code = ("import os\nfrom vhakit.viz.backend import detect_frontend, choose_backend, CI_VARIABLES\n"
             "env = {k: v for k, v in os.environ.items() if k not in CI_VARIABLES\n"
             "       and k != 'VHAKIT_PYVISTA_BACKEND'}\n"
             "print(detect_frontend(), choose_backend(env).name)")
@@ -124,7 +124,7 @@ def _body_fraction(png: bytes) -> float:
 
 @needs_render
 def test_static_view_is_a_png_with_the_body():
-    from vhakit.scenes import comparison_scene
+    from vhakit.viz.scenes import comparison_scene
 
     recons = tube_recons()
     pl = comparison_scene(recons, 0, window_size=(400, 300))
@@ -134,7 +134,7 @@ def test_static_view_is_a_png_with_the_body():
     bundle = view._repr_mimebundle_()
     assert "image/png" in bundle and "application/vnd.jupyter.widget-view+json" not in bundle
     # an empty scene has no body pixels: the measure can fail
-    from vhakit.scenes import new_plotter
+    from vhakit.viz.scenes import new_plotter
 
     assert _body_fraction(viz3d.screenshot_png(new_plotter((64, 64)))) == 0.0
     pl.close()
@@ -142,7 +142,7 @@ def test_static_view_is_a_png_with_the_body():
 
 @needs_render
 def test_error_colour_scale_is_the_data_range_in_mm():
-    from vhakit.scenes import add_error_body, new_plotter
+    from vhakit.viz.scenes import add_error_body, new_plotter
 
     recons = tube_recons()
     err_m = recons.vertex_errors_m("baseline")[0]
@@ -181,8 +181,8 @@ def test_method_colors():
 
 def test_frustum_corners_project_to_the_image_corners():
     cv2 = pytest.importorskip("cv2")
-    from vhakit.camera import make_rig
-    from vhakit.scenes import frustum_corners
+    from vhakit.geometry.camera import make_rig
+    from vhakit.viz.scenes import frustum_corners
 
     cams = make_rig(3, image_size=(160, 120), dtype=torch.float64)
     for v in range(3):
@@ -196,8 +196,8 @@ def test_frustum_corners_project_to_the_image_corners():
 
 
 def test_heatmap_grid_points_are_the_voxel_centres():
-    from vhakit.heatmaps import Cuboid, encode_gaussian
-    from vhakit.scenes import heatmap_grid
+    from vhakit.heatmaps.core import Cuboid, encode_gaussian
+    from vhakit.viz.scenes import heatmap_grid
 
     cub = Cuboid(torch.tensor([[0.1, 0.9, -0.2]], dtype=torch.float64), side=2.0,
                  resolution=(6, 5, 4))
@@ -219,8 +219,8 @@ def test_heatmap_grid_points_are_the_voxel_centres():
 
 @needs_render
 def test_camera_and_heatmap_scenes_render():
-    from vhakit.camera import make_rig
-    from vhakit.scenes import camera_scene, heatmap_scene
+    from vhakit.geometry.camera import make_rig
+    from vhakit.viz.scenes import camera_scene, heatmap_scene
 
     recons = tube_recons(1)
     cams = make_rig(2, image_size=(32, 24))
@@ -242,7 +242,7 @@ def test_camera_and_heatmap_scenes_render():
 def test_matplotlib_fallback_draws_the_frame():
     import matplotlib.pyplot as plt
 
-    from vhakit.viz import draw_frame
+    from vhakit.viz.figures import draw_frame
 
     recons = tube_recons()
     fig = plt.figure(figsize=(3, 3), dpi=80)
@@ -256,7 +256,7 @@ def test_matplotlib_fallback_draws_the_frame():
 
 @pytest.mark.skipif(not viz3d.trame_available(), reason="trame-pyvista not installed")
 def test_export_html(tmp_path):
-    from vhakit.scenes import comparison_scene
+    from vhakit.viz.scenes import comparison_scene
 
     pl = comparison_scene(tube_recons(1), 0, window_size=(200, 150))
     path = viz3d.export_html(pl, tmp_path / "scene.html")
@@ -269,7 +269,7 @@ def test_export_html(tmp_path):
 @needs_render
 @pytest.mark.skipif(not viz3d.trame_available(), reason="trame-pyvista not installed")
 def test_html_backend_and_fallback_when_interactive_fails(monkeypatch):
-    from vhakit.scenes import comparison_scene
+    from vhakit.viz.scenes import comparison_scene
 
     pl = comparison_scene(tube_recons(1), 0, window_size=(200, 150))
     view = viz3d.show(pl, "html")
@@ -288,8 +288,8 @@ def test_html_backend_and_fallback_when_interactive_fails(monkeypatch):
 
 # --- picking a vertex by body part; notebook 02's figures ----------------------------------------
 def test_part_vertex_finds_the_hand_whichever_way_the_body_faces(open_body):
-    from vhakit.body import JOINT_NAMES
-    from vhakit.scenes import part_vertex
+    from vhakit.body.model import JOINT_NAMES
+    from vhakit.viz.scenes import part_vertex
 
     labels = open_body.part_labels
     hand = JOINT_NAMES.index("left_hand")
@@ -314,8 +314,8 @@ def test_part_vertex_finds_the_hand_whichever_way_the_body_faces(open_body):
 def test_soft_argmax_figure_is_large_and_names_the_error():
     import matplotlib.pyplot as plt
 
-    from vhakit.heatmaps import Cuboid, encode_gaussian, soft_argmax
-    from vhakit.viz_heatmaps import soft_argmax_figure
+    from vhakit.heatmaps.core import Cuboid, encode_gaussian, soft_argmax
+    from vhakit.viz.heatmaps import soft_argmax_figure
 
     cub = Cuboid(torch.zeros(1, 3), side=2.0, resolution=16)
     v = torch.tensor([[[0.3, -0.2, 0.1]]])
@@ -337,8 +337,8 @@ def test_soft_argmax_figure_is_large_and_names_the_error():
 def test_3d_scatter_has_few_ticks():
     import matplotlib.pyplot as plt
 
-    from vhakit.heatmaps import Cuboid
-    from vhakit.viz_heatmaps import scatter_vertices_3d
+    from vhakit.heatmaps.core import Cuboid
+    from vhakit.viz.heatmaps import scatter_vertices_3d
 
     fig = plt.figure(figsize=(6, 6))
     ax = fig.add_subplot(projection="3d")
@@ -353,7 +353,7 @@ def test_3d_scatter_has_few_ticks():
 
 
 def test_scale_bar_labels_fall_on_round_millimetres():
-    from vhakit.scenes import scale_bar_labels
+    from vhakit.viz.scenes import scale_bar_labels
 
     for high in (100, 125, 200, 225, 250, 275, 300):
         n = scale_bar_labels(0, high)

@@ -1,4 +1,4 @@
-"""vhakit.viz_bcp: silhouettes unprojected into the cuboid contain the body (visual hull), slice
+"""vhakit.viz.bcp: silhouettes unprojected into the cuboid contain the body (visual hull), slice
 indices map to voxel-centre coordinates, and the slice figure shows what the volume holds."""
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vhakit.body import BodyModel  # noqa: E402
-from vhakit.camera import make_rig  # noqa: E402
-from vhakit.heatmaps import Cuboid  # noqa: E402
-from vhakit.viz_bcp import (  # noqa: E402
+from vhakit.body.model import BodyModel  # noqa: E402
+from vhakit.geometry.camera import make_rig  # noqa: E402
+from vhakit.heatmaps.core import Cuboid  # noqa: E402
+from vhakit.viz.bcp import (  # noqa: E402
     plot_volume_slices,
     predict_visibility_logits,
     silhouette_masks,

@@ -1,4 +1,4 @@
-"""vhakit.viz_heatmaps: the figures show the numbers they are given, where the conventions say."""
+"""vhakit.viz.heatmaps: the figures show the numbers they are given, where the conventions say."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,8 +9,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vhakit.heatmaps import Cuboid, encode_onehot  # noqa: E402
-from vhakit.viz_heatmaps import (  # noqa: E402
+from vhakit.heatmaps.core import Cuboid, encode_onehot  # noqa: E402
+from vhakit.viz.heatmaps import (  # noqa: E402
     SLICE_PLANES,
     cuboid_edges,
     draw_cuboid,

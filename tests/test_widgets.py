@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from vhakit import viz3d
-from vhakit.recon import Reconstructions
-from vhakit.standin import STANDIN_NOISE_MM, demo_reconstructions, load_reconstructions
-from vhakit.widgets import LAYERS, ReconstructionViewer
+from vhakit.evaluation.recon import Reconstructions
+from vhakit.teaching.standin import STANDIN_NOISE_MM, demo_reconstructions, load_reconstructions
+from vhakit.teaching.widgets import LAYERS, ReconstructionViewer
+from vhakit.viz import backend as viz3d
 
 RENDERERS = ["matplotlib"] + (["pyvista"] if viz3d.offscreen_render_works() else [])
 
@@ -113,7 +113,7 @@ def test_standin_reconstructions(recons, open_body):
 
 
 def test_standin_matches_the_body_model(open_body):
-    from vhakit.demo import demo_poses
+    from vhakit.experiments.demo import demo_poses
 
     r = demo_reconstructions(body=open_body, num_frames=2, images=False, seed=3)
     poses = demo_poses()
@@ -147,14 +147,14 @@ def test_load_reconstructions_falls_back_to_the_standin(tmp_path, monkeypatch, o
         called["fast"] = fast
         return "stand-in"
 
-    monkeypatch.setattr("vhakit.standin.demo_reconstructions", fake_demo)
+    monkeypatch.setattr("vhakit.teaching.standin.demo_reconstructions", fake_demo)
     got, source = load_reconstructions(tmp_path / "missing.npz", fast=True)
     assert got == "stand-in" and called["fast"] is True and "STAND-IN" in source
 
 
 # --- setup report ------------------------------------------------------------------------------
 def test_setup_report_lines_have_status_and_fix():
-    from vhakit.setup_check import setup_report
+    from vhakit.teaching.setup_check import setup_report
 
     report = setup_report()
     names = [c.name for c in report]
@@ -169,7 +169,7 @@ def test_setup_report_lines_have_status_and_fix():
 def test_widget_version_mismatch_is_a_failure(monkeypatch):
     import importlib.metadata
 
-    from vhakit import setup_check
+    from vhakit.teaching import setup_check
 
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.1.0")
     (check,) = setup_check.check_widgets()
@@ -180,7 +180,7 @@ def test_widget_version_mismatch_is_a_failure(monkeypatch):
 
 
 def test_widget_probe_round_trip():
-    from vhakit.setup_check import WidgetProbe
+    from vhakit.teaching.setup_check import WidgetProbe
 
     probe = WidgetProbe()
     bundle = probe._repr_mimebundle_()
@@ -212,7 +212,7 @@ def _one_camera(n):
 
 
 def test_views_showing_body_by_hand():
-    from vhakit.recon import views_showing_body
+    from vhakit.evaluation.recon import views_showing_body
 
     body = np.array([[0.0, 0.0, 2.0], [0.1, 0.0, 2.0], [0.0, 0.1, 2.0], [0.0, 0.0, 2.1]])
     # in view (u = 49.5 + 100 x / z: 49.5..54.5 px); 10 m to the side (u ~ 550 px); behind the
@@ -230,7 +230,7 @@ def test_views_showing_body_by_hand():
 
 
 def test_representative_frame_is_the_median_of_the_frames_every_camera_sees():
-    from vhakit.recon import representative_frame
+    from vhakit.evaluation.recon import representative_frame
 
     offsets = [10, 50, 20, 40, 30]  # MPVE per frame, mm
     assert representative_frame(_toy_recons(offsets)) == 4  # median 30 mm
@@ -243,7 +243,7 @@ def test_representative_frame_is_the_median_of_the_frames_every_camera_sees():
 
 
 def test_error_scale_ignores_one_outlier_frame_and_names_it():
-    from vhakit.recon import error_scale
+    from vhakit.evaluation.recon import error_scale
 
     offsets = [float(x) for x in range(1, 100)] + [1300.0]  # 99 typical frames, one failure
     r = _toy_recons(offsets)
@@ -263,7 +263,7 @@ def test_error_scale_ignores_one_outlier_frame_and_names_it():
 
 
 def test_viewer_opens_on_a_typical_frame_with_one_robust_scale(open_body):
-    from vhakit.recon import error_scale, representative_frame
+    from vhakit.evaluation.recon import error_scale, representative_frame
 
     far = demo_reconstructions(body=open_body, num_frames=8, images=False, seed=2)
     for m in far.methods:
@@ -306,7 +306,7 @@ def test_a_far_away_frame_fills_the_picture(recons, renderer):
 
 
 def test_widget_probe_says_what_is_true_where_it_runs():
-    from vhakit.setup_check import WidgetProbe
+    from vhakit.teaching.setup_check import WidgetProbe
 
     probe = WidgetProbe()
     assert probe.round_trip_text("executed").startswith("not tested")

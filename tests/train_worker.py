@@ -61,7 +61,7 @@ class StickFigureDataset(Dataset):
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from vhakit.train import train_vha
+    from vhakit.training.vha import train_vha
 
     p = argparse.ArgumentParser()
     p.add_argument("out")

@@ -19,8 +19,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     dev = default_device()
     print(f"  device       {dev}" + (f" ({__import__('torch').cuda.get_device_name(0)})"
                                      if dev.type == "cuda" else ""))
-    from vhakit.body import BodyModel
-    from vhakit.smpl_files import GENDERS, find_smpl_file
+    from vhakit.body.model import BodyModel
+    from vhakit.body.smpl_files import GENDERS, find_smpl_file
 
     body = BodyModel.open()
     print(f"  body model   {body.name}: {body.num_vertices} vertices, {len(body.faces)} faces, "
@@ -31,7 +31,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
             found[gender] = find_smpl_file(args.smpl_dir, gender)
         except FileNotFoundError:
             pass
-    from vhakit.kernels import kernel_status
+    from vhakit.heatmaps.kernels import kernel_status
 
     print(f"  CPU kernel   {kernel_status()}")
     from vhakit.runtime import compile_status
@@ -48,7 +48,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_build_kernels(args: argparse.Namespace) -> int:
-    from vhakit.kernels import build_kernels
+    from vhakit.heatmaps.kernels import build_kernels
 
     report = build_kernels(verbose=args.verbose)
     if report["ok"]:
@@ -62,7 +62,7 @@ def _cmd_build_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from vhakit.demo import run_demo
+    from vhakit.experiments.demo import run_demo
 
     run_demo(out_dir=Path(args.out))
     return 0
@@ -87,7 +87,8 @@ def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
     import time
 
     from vhakit.data.datasets import MeshDataset
-    from vhakit.train import evaluate_vha, load_checkpoint, train_vha, vha_test_sets
+    from vhakit.training.trainer import load_checkpoint
+    from vhakit.training.vha import evaluate_vha, train_vha, vha_test_sets
 
     size = {"tiny": "tiny", "paper": "full"}.get(args.preset, "teaching")  # split sizes
     if args.data is None:
@@ -112,7 +113,7 @@ def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
 
 
 def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
-    from vhakit.train_bcp import train_bcp
+    from vhakit.training.bcp import train_bcp
 
     if args.no_code_loss and args.no_vertex_loss:
         raise ValueError("--no-code-loss and --no-vertex-loss together leave nothing to train")
@@ -140,7 +141,7 @@ def _bcp_overrides(args: argparse.Namespace) -> dict:
 
 
 def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
-    from vhakit.train_bcp import train_baseline
+    from vhakit.training.bcp import train_baseline
 
     try:
         res = train_baseline(preset=args.preset, data=args.data, out_dir=args.out,
@@ -212,7 +213,7 @@ def _flag_names(err: Exception) -> str:  # owner: BCP issue (6)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from vhakit.pipeline import evaluate_run
+    from vhakit.experiments.pipeline import evaluate_run
 
     if args.frames < 0:
         raise ValueError(f"--frames must be 0 (all frames) or a positive number of frames, got "
@@ -232,7 +233,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
-    from vhakit.ablate import default_results_dir, run_sweep
+    from vhakit.experiments.ablate import default_results_dir, run_sweep
     from vhakit.runtime import fast_mode
 
     # VHAKIT_FAST=1 changes the defaults only (tiny preset, one seed); explicit flags win.
@@ -248,7 +249,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
 
 
 def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching issue (11)
-    from vhakit.classroom_models import PRETRAINED_DIR, pretrain_classroom
+    from vhakit.teaching.classroom_models import PRETRAINED_DIR, pretrain_classroom
 
     out = Path(args.out) if args.out else PRETRAINED_DIR
     card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,

@@ -138,7 +138,7 @@ class VHATaskConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The generic trainer (``vhakit.train.fit``); shared by VHA, BCP and the baseline."""
+    """The generic trainer (``vhakit.training.trainer.fit``); shared by VHA, BCP and the baseline."""
 
     lr: float = 1e-3  # Adam learning rate (the peak, with a schedule)
     lr_schedule: str = "constant"  # "constant" or "cosine": decays to 0 at the last step
@@ -451,7 +451,7 @@ class BaselineRunConfig:
     train: TrainConfig
 
 
-# channels_last is off: vhakit.train.fit would convert every weight, 2D ones included (an error);
+# channels_last is off: vhakit.training.trainer.fit would convert every weight, 2D ones included (an error);
 # the models put their 3D convolutions in channels-last-3d themselves.
 # lr: tiny/teaching train for minutes from scratch on a CPU, where 1e-3 learns much faster than the
 # paper's 1e-4 (tiny h36m_like, 3 epochs, test MPVE: BCP 143 / 127 / 116 mm at lr 1e-4 / 3e-4 /

@@ -43,7 +43,7 @@ def prepare_classroom_data() -> None:
     """Build the classroom checkpoints' test frames and cache the viewer's reconstructions in the
     repository's ``data/`` (what ``make classroom`` does before serving; ~2 min once), in fast
     mode as the servers of these tests run, so that running a notebook only loads them."""
-    from vhakit.classroom import prepare
+    from vhakit.teaching.classroom import prepare
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VHAKIT_FAST", "1")

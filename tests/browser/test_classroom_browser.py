@@ -1,7 +1,7 @@
 """The classroom dashboards in a real browser: Voila (as ``make classroom`` starts it) + headless
 Debian Chromium through Playwright.
 
-Starts Voila on a free 127.0.0.1 port with the command of :func:`vhakit.classroom.voila_command`,
+Starts Voila on a free 127.0.0.1 port with the command of :func:`vhakit.teaching.classroom.voila_command`,
 opens the dashboard of notebook 07 and checks that the viewer widget renders with a body in its
 first frame, that no code and no text about code is shown, that moving the frame slider changes
 the error read-out and the picture, and that the later 3D views arrive as pictures; then the
@@ -54,7 +54,7 @@ def classroom(tmp_path_factory):
     """The Voila server of ``make classroom`` on a free port, kernels in fast mode; always
     stopped at the end, also when the start or a test fails."""
     pytest.importorskip("voila", reason="Voila is not installed (the notebooks extra)")
-    from vhakit.classroom import voila_command
+    from vhakit.teaching.classroom import voila_command
 
     prepare_classroom_data()  # what `make classroom` does before serving
     server = voila_command(NOTEBOOKS, port=free_port())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from serving import png_body_share
 
-from vhakit.classroom_models import pretrained_available
+from vhakit.teaching.classroom_models import pretrained_available
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 

@@ -102,7 +102,7 @@ def _seed(*keys) -> int:
 
 def frame_cameras(preset: DataPreset, target_m: torch.Tensor, seed: int):
     """The (uncropped) ring of cameras of one clip, batch shape ``(V,)``, float64."""
-    from vhakit.camera import RigJitter, make_rig
+    from vhakit.geometry.camera import RigJitter, make_rig
 
     gen = torch.Generator().manual_seed(seed)
     jitter = RigJitter(distance_m=preset.jitter_distance_m, height_m=preset.jitter_height_m,
@@ -178,7 +178,7 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
     """
     from tqdm.auto import tqdm
 
-    from vhakit.body import BodyModel
+    from vhakit.body.model import BodyModel
     from vhakit.data.render import part_colors
     from vhakit.data.splits import split_frames
 

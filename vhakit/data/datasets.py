@@ -98,7 +98,7 @@ class MeshDataset(Dataset):
     def from_split(cls, split: str, part: str = "train", size: str = "tiny", seed: int = 0,
                    body=None) -> "MeshDataset":
         """Pose the body model on the frames of a named split (see :mod:`vhakit.data.splits`)."""
-        from vhakit.body import BodyModel
+        from vhakit.body.model import BodyModel
         from vhakit.data.splits import split_frames
 
         body = body if body is not None else BodyModel.open()
@@ -151,8 +151,8 @@ class MultiViewDataset(MeshDataset):
 
     def _check_cameras(self, frame_names: list[str]) -> None:
         """DatasetCorrupt naming the file, frame and view of the first camera that is not a
-        pinhole camera (a zero focal length, a non-rotation R; see :mod:`vhakit.camera`)."""
-        from vhakit.camera import Camera, CameraValueError
+        pinhole camera (a zero focal length, a non-rotation R; see :mod:`vhakit.geometry.camera`)."""
+        from vhakit.geometry.camera import Camera, CameraValueError
 
         try:
             Camera(K=self.arrays["K"], R=self.arrays["R"], t=self.arrays["t"],

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vhakit.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from vhakit.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 __all__ = ["MotionClip", "save_clips", "load_clips", "load_deepmimic", "load_amass_npz",
            "DEEPMIMIC_ASSET", "Y_UP_FROM_Z_UP"]

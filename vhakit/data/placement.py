@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vhakit.data.motion import MotionClip
-from vhakit.rotations import axis_angle_to_matrix
+from vhakit.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["SMPL_PARENTS", "FOOT_JOINTS", "skeleton_joints", "rest_joints",
            "lowest_vertex_height", "place_on_floor", "foot_lock_xz"]

@@ -17,7 +17,7 @@ import torch
 
 from vhakit.data.joint_limits import clamp_to_limits, joint_limits_rad
 from vhakit.data.procedural import ACTIONS, ActionParams, _Pose, action_poses, sample_params
-from vhakit.rotations import matrix_to_axis_angle
+from vhakit.geometry.rotations import matrix_to_axis_angle
 
 __all__ = ["sample_poses", "POSES_PER_PARAM_SET"]
 

@@ -22,7 +22,7 @@ import torch
 from vhakit.data.joint_limits import clamp_to_limits
 from vhakit.data.motion import MotionClip
 from vhakit.data.placement import foot_lock_xz, lowest_vertex_height, rest_joints, skeleton_joints
-from vhakit.rotations import matrix_to_axis_angle
+from vhakit.geometry.rotations import matrix_to_axis_angle
 
 __all__ = ["ACTIONS", "EVERYDAY_ACTIONS", "ALL_ACTIONS", "ActionParams", "sample_params",
            "action_poses", "make_clip", "sample_betas"]
@@ -435,7 +435,7 @@ def make_clip(action: str, num_frames: int, fps: float, seed: int | torch.Genera
     if b.shape != (10,):
         raise ValueError(f"betas must have shape (10,), got {tuple(b.shape)}")
     if body_model is None:
-        from vhakit.body import BodyModel  # deferred: the body model is only needed here
+        from vhakit.body.model import BodyModel  # deferred: the body model is only needed here
         body_model = BodyModel.open()
     poses = action_poses(action, torch.arange(num_frames, dtype=torch.float64) / fps, params)
     transl = _place(action, params, num_frames, fps, b, body_model, poses)

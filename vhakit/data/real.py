@@ -33,10 +33,10 @@ import cv2
 import numpy as np
 import torch
 
-from vhakit.camera import Camera, crop_resize_matrix
+from vhakit.body.smpl_files import _allowed_globals, _SMPLUnpickler
 from vhakit.data.render import vertex_visibility
-from vhakit.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from vhakit.smpl_files import _allowed_globals, _SMPLUnpickler
+from vhakit.geometry.camera import Camera, crop_resize_matrix
+from vhakit.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 __all__ = [
     "load_pickle", "check_metres", "check_millimetres", "up_rotation", "smpl_change_frame",
@@ -70,7 +70,7 @@ def load_pickle(path: str | Path) -> Any:
     """Read a ``.pkl`` or a pickled ``.npy`` (``np.save`` of a dict) without running foreign code.
 
     Returns the unpickled object; a 0-d object ``.npy`` gives its item (the dict). Raises
-    :class:`vhakit.smpl_files.UnsafePickleError` if the file asks for anything but numpy data.
+    :class:`vhakit.body.smpl_files.UnsafePickleError` if the file asks for anything but numpy data.
     """
     path = Path(path)
     if not path.is_file():
@@ -262,7 +262,7 @@ def undistort_crop(image: np.ndarray, K: np.ndarray, dist: np.ndarray, box_xyxy:
             (<= ``max_supersample``) and area-averages down, so fine texture does not alias.
     Returns:
         ``(crop (H_out, W_out, 3) uint8, K_crop (3, 3))``; ``K_crop`` is the pinhole camera of the
-        crop (:meth:`vhakit.camera.Camera.crop_and_resize` with the same box and size).
+        crop (:meth:`vhakit.geometry.camera.Camera.crop_and_resize` with the same box and size).
     """
     W, H = (int(s) for s in out_size)
     box = torch.as_tensor(np.asarray(box_xyxy, np.float64))

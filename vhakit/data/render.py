@@ -2,7 +2,7 @@
 
 A vectorised z-buffer rasteriser written in torch (runs on the CPU or a GPU, no OpenGL):
 
-1. project the mesh vertices with each :class:`~vhakit.camera.Camera` (distortion applied at the
+1. project the mesh vertices with each :class:`~vhakit.geometry.camera.Camera` (distortion applied at the
    vertices; triangles stay straight in the image);
 2. every triangle enumerates the pixel centres of its bounding box (triangles grouped by box size,
    so one tensor op covers thousands of them), keeps those inside (edge functions, inclusive) and
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vhakit.camera import Camera
+from vhakit.geometry.camera import Camera
 
 __all__ = ["RenderConfig", "RenderOutput", "render_views", "rasterize", "vertex_visibility",
            "shade_views", "vertex_normals", "part_colors", "random_backgrounds", "PART_COLORS"]
@@ -400,7 +400,7 @@ def render_views(verts_world_m: torch.Tensor, faces: torch.Tensor, cameras: Came
     Args:
         verts_world_m: ``(V, 3)`` posed vertices, metres, world frame.
         faces: ``(F, 3)`` long.
-        cameras: a :class:`Camera` with batch shape ``(K,)`` (e.g. :func:`~vhakit.camera.make_rig`).
+        cameras: a :class:`Camera` with batch shape ``(K,)`` (e.g. :func:`~vhakit.geometry.camera.make_rig`).
         vertex_colors: ``(V, 3)`` in [0, 1], e.g. ``part_colors(body.part_labels, rest_verts)``.
         visibility_index: ``(Nv,)`` vertex indices whose visibility to report (default all V),
             e.g. the 108 subsampled vertices.

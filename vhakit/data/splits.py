@@ -165,7 +165,7 @@ def split_frames(name: str, part: str = "train", size: str = "tiny", seed: int =
     if spec.kind == "prior":
         return _prior_frames(spec, part, size, seed)
     if body_model is None:
-        from vhakit.body import BodyModel
+        from vhakit.body.model import BodyModel
         body_model = BodyModel.open()
     chunks = []
     n = spec.frames[SIZES.index(size)]

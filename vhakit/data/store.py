@@ -47,12 +47,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from vhakit._util import atomic_write_bytes
 
 __all__ = ["FORMAT", "VERSION", "DatasetCorrupt", "atomic_write_bytes", "atomic_save_npy",
            "write_meta", "read_meta", "load_array", "image_path", "write_image", "read_image",
@@ -73,30 +74,6 @@ _MARKER_HEAD = ("vhakit-dataset-files 1\n"
 
 class DatasetCorrupt(ValueError):
     """A dataset directory is incomplete, corrupt or from an incompatible version."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:

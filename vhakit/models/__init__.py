@@ -1,5 +1,6 @@
-"""Neural networks: V2V-style 3D blocks and the vertex heatmap autoencoder (BCP and the LMT-style
-baseline join here later)."""
+"""Neural networks: V2V-style 3D blocks, the vertex heatmap autoencoder (VHA) and its latent-code
+tools (``latent``), the 2D backbone and unprojection, the Body Code Predictor (``bcp``) and the
+LMT-style baseline (``baseline``). The VHA and its blocks are re-exported here."""
 from __future__ import annotations
 
 from vhakit.models.blocks import (

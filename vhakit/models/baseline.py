@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from vhakit.config import BaselineConfig
-from vhakit.heatmaps import Cuboid, soft_argmax
+from vhakit.heatmaps.core import Cuboid, soft_argmax
 from vhakit.models.bcp import FeatureVolume, MultiViewOutput, channels_last_3d
 from vhakit.models.blocks import Pool3D, Res3D, Upsample3D, make_norm
 from vhakit.models.vha import count_parameters

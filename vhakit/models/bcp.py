@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vhakit.config import BCPConfig, MultiViewConfig, VHAConfig
-from vhakit.heatmaps import Cuboid, voxel_index
+from vhakit.heatmaps.core import Cuboid, voxel_index
 from vhakit.models.backbone import ResNetBackbone, VisibilityNet
 from vhakit.models.unproject import unproject_and_aggregate
 from vhakit.models.vha import VHADecoder, VHAEncoder, count_parameters
@@ -64,7 +64,7 @@ class MultiViewOutput:
 
 def channels_last_3d(module: nn.Module) -> nn.Module:
     """Put the weights of every 3D (transposed) convolution in channels-last-3d memory format
-    (faster on CPUs; 2D layers keep theirs). ``vhakit.train.fit``'s ``channels_last`` option
+    (faster on CPUs; 2D layers keep theirs). ``vhakit.training.trainer.fit``'s ``channels_last`` option
     converts the whole model and fails on 2D weights, so the BCP and baseline presets switch it
     off and the models call this themselves. Returns ``module``."""
     for m in module.modules():

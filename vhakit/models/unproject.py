@@ -6,7 +6,7 @@ For every voxel centre ``X`` (world, metres) and view ``v`` with camera ``(K, R,
 1. ``x_cam = R X + t``; the voxel is *seen* by the view only if ``x_cam.z > MIN_DEPTH_M``.
 2. ``(u, v) = camera.project(X)`` in pixels of the **input image** (OpenCV convention: pixel
    centres at integers, the image spans ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``; distortion as
-   :meth:`vhakit.camera.Camera.project`).
+   :meth:`vhakit.geometry.camera.Camera.project`).
 3. The feature map is sampled bilinearly (zero padding) at the feature-pixel coordinates of
    ``(u, v)``: with feature pixel ``j`` centred on image pixel ``s j + o`` (``pixel_centre =
    (s, o)``, stride ``s = W / w``) that is ``j = (u - o) / s``, i.e. ``grid_sample(features_v,
@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from vhakit.camera import Camera
+from vhakit.geometry.camera import Camera
 
 __all__ = ["AGGREGATIONS", "MIN_DEPTH_M", "project_to_views", "unproject_features",
            "aggregate_views", "unproject_and_aggregate"]

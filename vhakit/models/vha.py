@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from vhakit.config import VHAConfig
-from vhakit.heatmaps import Cuboid, soft_argmax, voxel_index
+from vhakit.heatmaps.core import Cuboid, soft_argmax, voxel_index
 from vhakit.models.blocks import Pool3D, Res3D, SparseOneHotConv3d, Upsample3D, make_norm
 
 __all__ = ["VHA", "VHAEncoder", "VHADecoder", "VertexHead", "VHAOutput", "vha_loss",
