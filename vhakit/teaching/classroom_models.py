@@ -241,15 +241,15 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         vha, vha_dir = train_or_load_vha(specs["bcp"], cache, budget, progress)
     else:
         reuse_vha = Path(reuse_vha)
-        reused = hashlib.sha256(reuse_vha.read_bytes()).hexdigest()
-        vha = load_pretrained("vha", reuse_vha.parent) if reuse_vha.name == "vha.pt" else None
-        if vha is None:
+        if reuse_vha.name != "vha.pt":
             raise ValueError(f"reuse_vha must be a classroom vha.pt, got {reuse_vha}")
-        cache, vha_dir = cache / f"reuse-{reused[:12]}", None
+        reused = hashlib.sha256(reuse_vha.read_bytes()).hexdigest()
+        vha, vha_dir = load_pretrained("vha", reuse_vha.parent), None
+        cache = cache / f"reuse-{reused[:12]}"
     models = {"vha": (vha, {"model": config_dict(vha.config)}, vha_dir)}
     for name, spec in specs.items():
         model, run_dir = train_predictor(spec, cache, budget, progress,
-                                         vha=vha if reused else None)
+                                         vha=None if reuse_vha is None else vha)
         cfgs = {"model": config_dict(model.config)}
         if name == "bcp":
             cfgs["vha"] = config_dict(model.vha_config)
