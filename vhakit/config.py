@@ -565,9 +565,8 @@ def parse_overrides(items, classes: dict[str, type]) -> dict:
     defaults: dict[str, object] = {}
     for sec, cls in classes.items():
         for f in fields(cls):
-            default = cls.__dataclass_fields__[f.name].default
-            defaults.setdefault(f.name, default)
-            defaults[f"{sec}.{f.name}"] = default
+            defaults.setdefault(f.name, f.default)
+            defaults[f"{sec}.{f.name}"] = f.default
     out: dict[str, object] = {}
     for item in items or ():
         key, sep, text = item.partition("=")
