@@ -16,8 +16,9 @@ def test_train_vha_cli_runs_resumes_and_reports_mpve(tmp_path, capsys):
     captured = capsys.readouterr()
     text = captured.out
     assert "trained to step 3" in text
-    # the progress bar counts the run's real budget (3 steps: one partial epoch), not epochs
-    assert re.search(r"epoch 1/1:.*\b3/3\b", captured.err), captured.err[-500:]
+    # the progress bar counts the run's real budget (3 steps: one partial epoch), not epochs; a
+    # fast machine may finish before tqdm's refresh interval, so any render of the bar counts
+    assert re.search(r"epoch 1/1:.*\b[0-3]/3\b", captured.err), captured.err[-500:]
     mpve = {m[0]: float(m[1]) for m in re.findall(r"MPVE (\w+) test \(\d+ frames\): ([\d.]+) mm", text)}
     assert set(mpve) == {"prior_pool", "real_mocap"}, text
     assert all(0 < v < 2000 for v in mpve.values()), mpve

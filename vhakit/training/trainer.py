@@ -472,8 +472,11 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
     sums, count, t0 = None, 0, time.perf_counter()
     # one bar over the whole run: its total is the real budget (max_steps or epochs x steps)
     last_epoch = math.ceil(horizon / steps_per_epoch)
+    # (the description is there from the first render: a short run may finish before tqdm's
+    # minimum refresh interval and show only that render)
     bar = tqdm(total=int(horizon), initial=min(step, int(horizon)), unit="step",
-               disable=not (progress and env.main), leave=False)
+               desc=f"epoch {epoch + 1}/{last_epoch}", disable=not (progress and env.main),
+               leave=False)
     while epoch < config.epochs and not done:
         sampler.set_position(epoch, skip * local_batch)
         bar.set_description(f"epoch {epoch + 1}/{last_epoch}", refresh=False)
