@@ -30,6 +30,8 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from vhakit._util import check_tensor
+
 __all__ = ["JOINT_NAMES", "SMPL_PARENTS", "BodyOutput", "BodyModel", "smpl_available",
            "OPEN_MODEL_PATH", "H36M_JOINT_NAMES", "H36M_REGRESSOR_ENV", "h36m_regressor"]
 
@@ -80,14 +82,9 @@ def smpl_available(path_or_dir: str | os.PathLike | None = None, gender: str = "
 def _check_param(x, name: str, width: int) -> torch.Tensor | None:
     if x is None:
         return None
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (B, {width}), got "
-                        f"{type(x).__name__}; convert with torch.as_tensor(...)")
-    if x.dim() != 2 or x.shape[1] != width:
-        raise ValueError(f"{name} must have shape (B, {width}), got {tuple(x.shape)}"
-                         + ("; add a batch dimension with x[None]" if x.dim() == 1 else ""))
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    one = isinstance(x, torch.Tensor) and x.dim() == 1
+    check_tensor(x, name, ("B", width), floating=True,
+                 hint="; add a batch dimension with x[None]" if one else "")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or inf values")
     return x

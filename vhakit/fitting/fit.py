@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from vhakit._util import check_tensor
 from vhakit.body.subset_lbs import NUM_PARAMS, SubsetLBS
 from vhakit.fitting.optim import adam_minimize, batched_lbfgs, levenberg_marquardt
 from vhakit.fitting.pose_prior import PoseGMM, default_pose_gmm, fit_limits_rad
@@ -307,14 +308,10 @@ def _restart(cfg: FitConfig, model: SubsetLBS, gmm: PoseGMM, targets: torch.Tens
 
 
 def _check_targets(vertices108: torch.Tensor, n_sub: int) -> None:
-    if not isinstance(vertices108, torch.Tensor):
-        raise TypeError(f"vertices108 must be a torch.Tensor, got {type(vertices108).__name__}; "
-                        "convert numpy arrays with torch.as_tensor(...)")
-    if vertices108.dim() != 3 or vertices108.shape[1:] != (n_sub, 3) or vertices108.shape[0] < 1:
-        raise ValueError(f"vertices108 must have shape (B, {n_sub}, 3) in metres, got "
-                         f"{tuple(vertices108.shape)}; add a batch dimension with v[None]")
-    if not vertices108.is_floating_point():
-        raise TypeError(f"vertices108 must be floating point, got {vertices108.dtype}")
+    check_tensor(vertices108, "vertices108", ("B", n_sub, 3), floating=True,
+                 hint="; points in metres: add a batch dimension with v[None]")
+    if vertices108.shape[0] < 1:
+        raise ValueError("vertices108 holds no frames (B = 0); pass at least one frame")
     if not torch.isfinite(vertices108).all():
         bad = (~torch.isfinite(vertices108)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ValueError(f"vertices108 has NaN/inf values in frames {bad[:10]}; drop or repair "

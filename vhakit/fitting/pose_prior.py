@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vhakit._util import check_tensor
 from vhakit.data.joint_limits import MIRROR_JOINT
 
 __all__ = ["PoseGMM", "fit_gmm", "joint_limit_penalty", "default_pose_gmm", "DEFAULT_GMM_PATH",
@@ -134,15 +135,6 @@ def fit_limits_rad(device: torch.device | str | None = None, dtype: torch.dtype 
     return lim[..., 0].reshape(72), lim[..., 1].reshape(72)
 
 
-def _check_poses(x: torch.Tensor, name: str, dim: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; "
-                        "convert numpy arrays with torch.as_tensor(...)")
-    if x.dim() != 2 or x.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (B, {dim}) (SMPL body pose, radians), got "
-                         f"{tuple(x.shape)}; pass poses[:, 3:] to drop the global orientation")
-
-
 @dataclass(frozen=True)
 class PoseGMM:
     """Gaussian mixture over body poses, stored by its precision Cholesky factors.
@@ -189,7 +181,8 @@ class PoseGMM:
 
     def component_log_prob(self, body_pose: torch.Tensor) -> torch.Tensor:
         """``log w_k + log N(theta | mu_k, Sigma_k)``, ``(B, D)`` -> ``(B, K)``."""
-        _check_poses(body_pose, "body_pose", self.dim)
+        check_tensor(body_pose, "body_pose", ("B", self.dim), hint="; SMPL body poses in radians: "
+                     "pass poses[:, 3:] to drop the global orientation")
         L = self.precision_chol.to(body_pose)
         diff = body_pose[None] - self.means.to(body_pose)[:, None]  # (K, B, D)
         z = torch.bmm(diff, L)  # (K, B, D): rows (L^T (theta - mu))^T, one GEMM per component

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 import torch
 
+from vhakit._util import check_tensor
 from vhakit.runtime import compiling
 
 __all__ = ["Camera", "CameraValueError", "Projection", "RigJitter", "look_at", "make_rig",
@@ -84,14 +85,7 @@ def _as_tensor(x, name: str, like: torch.Tensor | None = None,
 
 
 def _check(x: torch.Tensor, name: str, tail: tuple[int, ...], finite: bool = True) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; "
-                        "convert with torch.as_tensor(...)")
-    if x.dim() < len(tail) or tuple(x.shape[x.dim() - len(tail):]) != tail:
-        raise ValueError(f"{name} must have shape (..., {', '.join(map(str, tail))}), "
-                         f"got {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    check_tensor(x, name, (..., *tail), floating=True)
     if finite and not compiling() and not bool(torch.isfinite(x).all()):  # (vhakit.runtime)
         raise ValueError(f"{name} contains NaN or inf; clean the input before projecting")
 

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from vhakit._util import check_tensor
+
 __all__ = ["axis_angle_to_matrix", "matrix_to_axis_angle", "skew"]
-
-
-def _check_last(x: torch.Tensor, name: str, shape: tuple[int, ...]) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}; "
-                        "convert numpy arrays with torch.as_tensor(...)")
-    if tuple(x.shape[x.dim() - len(shape):]) != shape or x.dim() < len(shape):
-        raise ValueError(f"{name} must have shape (..., {', '.join(map(str, shape))}), "
-                         f"got {tuple(x.shape)}")
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -29,7 +22,7 @@ def skew(v: torch.Tensor) -> torch.Tensor:
     Returns:
         ``(..., 3, 3)``.
     """
-    _check_last(v, "v", (3,))
+    check_tensor(v, "v", (..., 3))
     x, y, z = v.unbind(-1)
     o = torch.zeros_like(x)
     return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*v.shape, 3)
@@ -45,7 +38,7 @@ def axis_angle_to_matrix(aa: torch.Tensor) -> torch.Tensor:
     Returns:
         rotation matrices ``(..., 3, 3)``.
     """
-    _check_last(aa, "aa", (3,))
+    check_tensor(aa, "aa", (..., 3))
     theta2 = (aa * aa).sum(-1, keepdim=True).unsqueeze(-1)  # (..., 1, 1)
     small = theta2 < 1e-8
     safe2 = torch.where(small, torch.ones_like(theta2), theta2)
@@ -69,7 +62,7 @@ def matrix_to_axis_angle(R: torch.Tensor) -> torch.Tensor:
     Returns:
         axis-angle vectors ``(..., 3)``.
     """
-    _check_last(R, "R", (3, 3))
+    check_tensor(R, "R", (..., 3, 3))
     m = R
     m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     # Four candidate (unnormalised) quaternions; row k is numerically best when its scale is max.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.autograd.function import once_differentiable
 
+from vhakit._util import check_tensor
 from vhakit.runtime import compiling as _compiling
 
 __all__ = ["Cuboid", "voxel_index", "encode_onehot", "encode_gaussian", "encode_trilinear",
@@ -32,14 +33,6 @@ PAPER_RESOLUTION = 64  # voxels per axis, paper Sec. 2.2
 # marginal sums; GPUs prefer fewer, larger kernels (each chunk launches ~10 of them).
 _CHUNK_VOXELS = {"cpu": 1 << 20, "default": 1 << 24}
 _OUTSIDE = ("error", "clamp")
-
-
-def _check_tensor(x, name: str, shape_doc: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor {shape_doc}, got {type(x).__name__}; "
-                        "convert numpy arrays with torch.as_tensor(...)")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor {shape_doc}, got {x.dtype}")
 
 
 def _positive(value, name: str) -> float:
@@ -72,10 +65,8 @@ class Cuboid:
     resolution: int | tuple[int, int, int] = PAPER_RESOLUTION
 
     def __post_init__(self) -> None:
-        _check_tensor(self.center, "center", "(B, 3)")
-        if self.center.dim() != 2 or self.center.shape[-1] != 3:
-            raise ValueError(f"center must have shape (B, 3), got {tuple(self.center.shape)}; "
-                             "for a single cuboid pass center[None]")
+        check_tensor(self.center, "center", ("B", 3), floating=True,
+                     hint="; for a single cuboid pass center[None]")
         # (skipped under torch.compile, where it would break the graph and sync the GPU; the
         # trainer stops on a non-finite loss instead)
         if not _compiling() and not bool(torch.isfinite(self.center).all()):
@@ -147,9 +138,7 @@ class Cuboid:
         return Cuboid(self.center.to(device=device, dtype=dtype), self.side, self.resolution)
 
     def _check_points(self, points: torch.Tensor, name: str) -> None:
-        _check_tensor(points, name, "(B, N, 3)")
-        if points.dim() != 3 or points.shape[-1] != 3:
-            raise ValueError(f"{name} must have shape (B, N, 3), got {tuple(points.shape)}")
+        check_tensor(points, name, ("B", "N", 3), floating=True)
         if points.shape[0] != self.batch_size:
             raise ValueError(f"{name} has batch size {points.shape[0]} but the cuboid has "
                              f"{self.batch_size}; build one cuboid per item")
@@ -412,13 +401,10 @@ def expected_coordinates(heatmaps: torch.Tensor, cuboid: Cuboid) -> torch.Tensor
 
 
 def _check_logits(x: torch.Tensor, cuboid: Cuboid, name: str) -> tuple[int, int]:
-    _check_tensor(x, name, "(B, N, Gx, Gy, Gz)")
     if not isinstance(cuboid, Cuboid):
         raise TypeError(f"cuboid must be a vhakit.heatmaps.Cuboid, got {type(cuboid).__name__}")
-    if x.dim() != 5 or tuple(x.shape[2:]) != cuboid.resolution or x.shape[0] != cuboid.batch_size:
-        raise ValueError(f"{name} must have shape (B, N, Gx, Gy, Gz) = (B={cuboid.batch_size}, N, "
-                         f"{', '.join(map(str, cuboid.resolution))}) to match the cuboid, "
-                         f"got {tuple(x.shape)}")
+    check_tensor(x, name, (cuboid.batch_size, "N", *cuboid.resolution), floating=True,
+                 hint="; (B, N, Gx, Gy, Gz) must match the cuboid's batch size and resolution")
     if x.device != cuboid.center.device:
         raise ValueError(f"{name} is on {x.device} but the cuboid on {cuboid.center.device}; "
                          f"use cuboid.to({name}.device)")

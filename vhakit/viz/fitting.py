@@ -3,24 +3,19 @@ curve, the per-vertex error of the final mesh, and the noise sweep."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
+from vhakit._util import check_shape, to_numpy
 from vhakit.viz.figures import ERROR_CMAP, draw_mesh, error_colors, view_rotation
 
 __all__ = ["draw_targets", "draw_stages", "plot_convergence", "draw_error_mesh",
            "plot_noise_sweep"]
 
 
-def _np(x) -> np.ndarray:
-    return np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
-
-
 def draw_targets(ax, points_m, azimuth_deg: float = 0.0, color=(0.85, 0.1, 0.1),
                  size: float = 6.0):
     """Scatter ``points_m (N, 3)`` in the orthographic view of :func:`vhakit.viz.draw_mesh`."""
-    p = _np(points_m)
-    if p.ndim != 2 or p.shape[1] != 3:
-        raise ValueError(f"points_m must have shape (N, 3), got {p.shape}")
+    p = to_numpy(points_m, np.float64)
+    check_shape(p, "points_m", ("N", 3))
     q = p @ view_rotation(azimuth_deg).T
     return ax.scatter(q[:, 0], q[:, 1], s=size, c=[color], zorder=3, linewidths=0)
 
@@ -43,7 +38,7 @@ def plot_convergence(ax, fit, label: str | None = None, color=None) -> None:
     global stage marked. The global stage's energy is the data term only. The y axis is
     logarithmic above 1 and linear below (``symlog``): the GMM's negative log-likelihood can make
     the final energy negative, and an energy of 1 is a 1-sigma RMS residual."""
-    h = _np(fit.loss_history)
+    h = to_numpy(fit.loss_history, np.float64)
     if h.size == 0:
         raise ValueError("fit.loss_history is empty: the fit ran no iterations")
     it = np.arange(1, h.size + 1)
@@ -63,7 +58,7 @@ def draw_error_mesh(ax, fitted_vertices_m, true_vertices_m, faces, clim_mm=None,
     ``(V,)``."""
     import matplotlib as mpl
 
-    fv, tv = _np(fitted_vertices_m), _np(true_vertices_m)
+    fv, tv = to_numpy(fitted_vertices_m, np.float64), to_numpy(true_vertices_m, np.float64)
     if fv.shape != tv.shape or fv.ndim != 2:
         raise ValueError(f"fitted and true vertices must both be (V, 3), got {fv.shape}, "
                          f"{tv.shape}")

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import torch
 
+from vhakit._util import check_shape, to_numpy
 from vhakit.heatmaps.core import Cuboid
 from vhakit.viz.figures import view_rotation
 
@@ -24,10 +25,6 @@ SLICE_PLANES = {"front (x-y)": (0, 1, 2), "side (z-y)": (2, 1, 0), "top (x-z)": 
 _AXIS = "xyz"
 
 
-def _np(x) -> np.ndarray:
-    return np.asarray(x.detach().cpu().double() if isinstance(x, torch.Tensor) else x, np.float64)
-
-
 def _check_item(cuboid: Cuboid, b: int) -> None:
     if not isinstance(cuboid, Cuboid):
         raise TypeError(f"cuboid must be a vhakit.heatmaps.Cuboid, got {type(cuboid).__name__}")
@@ -38,7 +35,7 @@ def _check_item(cuboid: Cuboid, b: int) -> None:
 def cuboid_edges(cuboid: Cuboid, b: int = 0) -> np.ndarray:
     """The 12 edges of item ``b``'s cuboid as ``(12, 2, 3)`` end points in metres."""
     _check_item(cuboid, b)
-    lo, hi = _np(cuboid.lower[b]), _np(cuboid.upper[b])
+    lo, hi = to_numpy(cuboid.lower[b], np.float64), to_numpy(cuboid.upper[b], np.float64)
     corners = {c: np.where(np.array(c) == 1, hi, lo) for c in itertools.product((0, 1), repeat=3)}
     edges = [(corners[c], corners[c[:a] + (1,) + c[a + 1:]])
              for c in corners for a in range(3) if c[a] == 0]
@@ -69,11 +66,11 @@ def plot_heatmap_slices(axes, heatmap: torch.Tensor, cuboid: Cuboid, at_m, b: in
         the three AxesImage objects.
     """
     _check_item(cuboid, b)
-    h = _np(heatmap)
-    if h.shape != cuboid.resolution:
-        raise ValueError(f"heatmap must have shape {cuboid.resolution}, got {h.shape}")
-    lo, vs = _np(cuboid.lower[b]), _np(cuboid.voxel_size)
-    idx = np.clip(np.floor((_np(at_m) - lo) / vs).astype(int), 0, np.array(h.shape) - 1)
+    h = to_numpy(heatmap, np.float64)
+    check_shape(h, "heatmap", cuboid.resolution)
+    lo, vs = to_numpy(cuboid.lower[b], np.float64), to_numpy(cuboid.voxel_size, np.float64)
+    idx = np.floor((to_numpy(at_m, np.float64) - lo) / vs).astype(int)
+    idx = np.clip(idx, 0, np.array(h.shape) - 1)
     images = []
     for ax, (name, (hor, ver, fix)) in zip(axes, SLICE_PLANES.items(), strict=True):
         sl = np.take(h, idx[fix], axis=fix)  # 2-D, remaining axes in increasing order
@@ -82,10 +79,10 @@ def plot_heatmap_slices(axes, heatmap: torch.Tensor, cuboid: Cuboid, at_m, b: in
         images.append(ax.imshow(sl.T, origin="lower", extent=extent, cmap=cmap,
                                 interpolation="nearest"))
         if marker_m is not None:
-            m = _np(marker_m)
+            m = to_numpy(marker_m, np.float64)
             ax.plot(m[hor], m[ver], "x", color="cyan", ms=8, mew=2)
         if zoom_vox is not None:
-            at = _np(at_m)
+            at = to_numpy(at_m, np.float64)
             ax.set_xlim(at[hor] - zoom_vox * vs[hor], at[hor] + zoom_vox * vs[hor])
             ax.set_ylim(at[ver] - zoom_vox * vs[ver], at[ver] + zoom_vox * vs[ver])
         ax.set_xlabel(f"{_AXIS[hor]} (m)")
@@ -98,9 +95,8 @@ def scatter_vertices_3d(ax3d, vertices_m, cuboid: Cuboid | None = None, b: int =
     """3-D scatter of ``vertices_m (N, 3)`` with y drawn upwards (matplotlib's vertical axis is
     its third): plotted as (x, z, y). Draws the cuboid's edges when given. Returns the
     PathCollection."""
-    v = _np(vertices_m)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices_m must have shape (N, 3), got {v.shape}")
+    v = to_numpy(vertices_m, np.float64)
+    check_shape(v, "vertices_m", ("N", 3))
     coll = ax3d.scatter(v[:, 0], v[:, 2], v[:, 1], **({"s": 8} | kw))
     if cuboid is not None:
         for e in cuboid_edges(cuboid, b):
@@ -153,16 +149,15 @@ def plot_beta_path(ax, cuboid: Cuboid, estimates_m, betas, plane: str = "front (
     if plane not in SLICE_PLANES:
         raise ValueError(f"plane must be one of {list(SLICE_PLANES)}, got {plane!r}")
     hor, ver, _ = SLICE_PLANES[plane]
-    e, beta = _np(estimates_m), _np(betas)
-    if e.shape != (len(beta), 3):
-        raise ValueError(f"estimates_m must have shape ({len(beta)}, 3), got {e.shape}")
-    lo = _np(cuboid.lower[b])
+    e, beta = to_numpy(estimates_m, np.float64), to_numpy(betas, np.float64)
+    check_shape(e, "estimates_m", (len(beta), 3))
+    lo = to_numpy(cuboid.lower[b], np.float64)
     art = [ax.plot([lo[hor], lo[hor] + cuboid.side, lo[hor] + cuboid.side, lo[hor], lo[hor]],
                    [lo[ver], lo[ver], lo[ver] + cuboid.side, lo[ver] + cuboid.side, lo[ver]],
                    color="0.6", lw=0.8, ls="--")[0]]
     art.append(ax.scatter(e[:, hor], e[:, ver], c=np.log10(beta), cmap="viridis", s=12))
     if truth_m is not None:
-        t = _np(truth_m)
+        t = to_numpy(truth_m, np.float64)
         art.append(ax.plot(t[hor], t[ver], "x", color="crimson", ms=9, mew=2, label="vertex")[0])
     if current is not None:
         art.append(ax.plot(e[current, hor], e[current, ver], "o", mfc="none", mec="k", ms=12,

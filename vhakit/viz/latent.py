@@ -4,16 +4,15 @@ codes) and decoded vertices against the truth in 3D. The codes come from
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from vhakit._util import check_shape, to_numpy
 
 __all__ = ["plot_bodies", "plot_reconstruction_3d"]
 
 
 # --------------------------------------------------------------------------------- figures
-def _np(x):
-    return x.detach().cpu().float().numpy()
-
-
 def plot_bodies(vertices: torch.Tensor, titles: list[str] | None = None, colors=None,
                 size: float = 2.2):
     """A row of bodies ``vertices (K, N, 3)`` metres seen from the front (x right, y up; each
@@ -22,16 +21,15 @@ def plot_bodies(vertices: torch.Tensor, titles: list[str] | None = None, colors=
     matplotlib ``Figure`` (no pyplot state)."""
     from matplotlib.figure import Figure
 
-    if vertices.dim() != 3 or vertices.shape[-1] != 3:
-        raise ValueError(f"vertices must have shape (K, N, 3), got {tuple(vertices.shape)}")
+    check_shape(vertices, "vertices", ("K", "N", 3))
     K = vertices.shape[0]
     if titles is not None and len(titles) != K:
         raise ValueError(f"titles must have {K} entries (one per body), got {len(titles)}")
-    v = _np(vertices - vertices.mean(1, keepdim=True))
+    v = to_numpy(vertices - vertices.mean(1, keepdim=True), np.float32)
     half = max(float(abs(v[..., :2]).max()) * 1.05, 1e-3)
     fig = Figure(figsize=(size * K * 0.7, size * 1.1), layout="constrained")
     axes = fig.subplots(1, K, squeeze=False)[0]
-    c = _np(torch.as_tensor(colors)) if colors is not None and not isinstance(colors, str) else colors
+    c = colors if colors is None or isinstance(colors, str) else to_numpy(colors, np.float32)
     for k, ax in enumerate(axes):
         ax.scatter(v[k, :, 0], v[k, :, 1], s=6, c=c if c is not None else "C0", cmap="tab20")
         ax.set(xlim=(-half, half), ylim=(-half, half), aspect="equal", xticks=[], yticks=[])
@@ -48,7 +46,7 @@ def plot_reconstruction_3d(truth: torch.Tensor, decoded: torch.Tensor, title: st
     if truth.shape != decoded.shape or truth.dim() != 2 or truth.shape[-1] != 3:
         raise ValueError(f"truth and decoded must both have shape (N, 3), got "
                          f"{tuple(truth.shape)} and {tuple(decoded.shape)}")
-    t, d = _np(truth), _np(decoded)
+    t, d = to_numpy(truth, np.float32), to_numpy(decoded, np.float32)
     err_mm = ((d - t) ** 2).sum(-1) ** 0.5 * 1000
     fig = Figure(figsize=(5.5, 5), layout="constrained")
     ax = fig.add_subplot(projection="3d")  # drawn as (x, z, y): y up

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vhakit._util import check_shape, to_numpy
 from vhakit.viz.backend import import_pyvista
 from vhakit.viz.figures import ERROR_CMAP, error_colors, method_color
 
@@ -19,18 +20,6 @@ __all__ = ["new_plotter", "mesh_polydata", "add_body", "add_error_body", "scale_
            "part_vertex"]
 
 BACKGROUND = "white"
-
-
-def _np(x, dtype=np.float64) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
-
-
-def _check(x: np.ndarray, name: str, tail: tuple[int, ...]) -> None:
-    if x.ndim != len(tail) or any(d >= 0 and s != d for s, d in zip(x.shape, tail, strict=False)):
-        want = ", ".join("N" if d < 0 else str(d) for d in tail)
-        raise ValueError(f"{name} must have shape ({want}), got {x.shape}")
 
 
 def new_plotter(window_size: tuple[int, int] = (640, 480)):
@@ -44,11 +33,9 @@ def new_plotter(window_size: tuple[int, int] = (640, 480)):
 def mesh_polydata(vertices_m, faces):
     """``pyvista.PolyData`` from vertices ``(V, 3)`` m and triangles ``(F, 3)``."""
     pv = import_pyvista()
-    v, f = _np(vertices_m), _np(faces, np.int64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices_m must have shape (V, 3), got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    v, f = to_numpy(vertices_m, np.float64), to_numpy(faces, np.int64)
+    check_shape(v, "vertices_m", ("V", 3))
+    check_shape(f, "faces", ("F", 3))
     return pv.PolyData.from_regular_faces(v, f)
 
 
@@ -57,7 +44,8 @@ def add_body(pl, vertices_m, faces, *, color=None, vertex_colors=None, opacity: 
     """A shaded body mesh: one ``color`` or per-vertex ``vertex_colors (V, 3)`` in [0, 1]."""
     mesh = mesh_polydata(vertices_m, faces)
     if vertex_colors is not None:
-        mesh.point_data["rgb"] = (np.clip(_np(vertex_colors), 0, 1) * 255).astype(np.uint8)
+        rgb = np.clip(to_numpy(vertex_colors, np.float64), 0, 1)
+        mesh.point_data["rgb"] = (rgb * 255).astype(np.uint8)
         return pl.add_mesh(mesh, scalars="rgb", rgb=True, opacity=opacity, smooth_shading=True,
                            name=name)
     return pl.add_mesh(mesh, color=color or (0.8, 0.8, 0.8), opacity=opacity,
@@ -70,11 +58,10 @@ def add_error_body(pl, vertices_m, faces, errors_m, *, clim_mm=None, cmap: str =
 
     Returns the scale limits ``(low, high)`` in mm: ``clim_mm`` or the data's ``(min, max)``.
     """
-    e = _np(errors_m)
+    e = to_numpy(errors_m, np.float64)
     _, clim = error_colors(e, clim_mm, cmap)  # validates, fixes the limits
     mesh = mesh_polydata(vertices_m, faces)
-    if e.shape != (mesh.n_points,):
-        raise ValueError(f"errors_m must have shape ({mesh.n_points},), got {e.shape}")
+    check_shape(e, "errors_m", (mesh.n_points,))
     mesh.point_data[title] = e * 1000.0
     pl.add_mesh(mesh, scalars=title, clim=list(clim), cmap=cmap, smooth_shading=True, name=name,
                 scalar_bar_args={"title": title, "fmt": "%.0f", "color": "black",
@@ -99,8 +86,8 @@ def add_points(pl, points_m, *, color=(0.1, 0.1, 0.1), radius_m: float = 0.012,
                name: str | None = None):
     """Points ``(N, 3)`` (e.g. the 108 subsampled vertices) as small spheres."""
     pv = import_pyvista()
-    p = _np(points_m)
-    _check(p, "points_m", (-1, 3))
+    p = to_numpy(points_m, np.float64)
+    check_shape(p, "points_m", ("N", 3))
     ball = pv.Sphere(radius=radius_m, theta_resolution=10, phi_resolution=10)
     return pl.add_mesh(pv.PolyData(p).glyph(geom=ball, scale=False, orient=False), color=color,
                        name=name)
@@ -116,10 +103,10 @@ def frustum_corners(K, R, t, image_size: tuple[int, int], depth_m: float):
         K: ``(3, 3)`` px; R: ``(3, 3)`` world -> camera; t: ``(3,)`` m (``x_cam = R x + t``).
         image_size: ``(W, H)`` pixels.
     """
-    K, R, t = _np(K), _np(R), _np(t)
-    _check(K, "K", (3, 3))
-    _check(R, "R", (3, 3))
-    _check(t, "t", (3,))
+    K, R, t = to_numpy(K, np.float64), to_numpy(R, np.float64), to_numpy(t, np.float64)
+    check_shape(K, "K", (3, 3))
+    check_shape(R, "R", (3, 3))
+    check_shape(t, "t", (3,))
     W, H = image_size
     uv1 = np.array([[-0.5, -0.5, 1], [W - 0.5, -0.5, 1], [W - 0.5, H - 0.5, 1],
                     [-0.5, H - 0.5, 1]], dtype=np.float64)
@@ -133,7 +120,7 @@ def add_cameras(pl, K, R, t, image_size: tuple[int, int], images=None, *, depth_
     """Frusta of V cameras (``K (V,3,3)``, ``R (V,3,3)``, ``t (V,3)``) and, if given, their
     ``images (V, H, W, 3)`` uint8 drawn on the far rectangle, upright as the camera saw them."""
     pv = import_pyvista()
-    K, R, t = _np(K), _np(R), _np(t)
+    K, R, t = to_numpy(K, np.float64), to_numpy(R, np.float64), to_numpy(t, np.float64)
     if K.ndim != 3 or R.shape != K.shape or t.shape != (K.shape[0], 3):
         raise ValueError(f"K, R, t must be (V,3,3), (V,3,3), (V,3); got {K.shape}, {R.shape}, "
                          f"{t.shape}")
@@ -147,7 +134,7 @@ def add_cameras(pl, K, R, t, image_size: tuple[int, int], images=None, *, depth_
             # Texture coordinates: pyvista puts image row 0 (the top) at t = 1.
             quad.active_texture_coordinates = np.array([[0, 1], [1, 1], [1, 0], [0, 0]],
                                                        dtype=np.float32)
-            img = np.ascontiguousarray(_np(images[v], np.uint8))
+            img = np.ascontiguousarray(to_numpy(images[v], np.uint8))
             pl.add_mesh(quad, texture=pv.Texture(img), lighting=False)
 
 
@@ -157,8 +144,8 @@ def add_cuboid(pl, center_m, side_m: float, *, color=(0.3, 0.3, 0.3)):
     pv = import_pyvista()
     if hasattr(center_m, "side") and hasattr(center_m, "center"):
         center_m, side_m = center_m.center[0], center_m.side
-    c = _np(center_m).reshape(-1)
-    _check(c, "center_m", (3,))
+    c = to_numpy(center_m, np.float64).reshape(-1)
+    check_shape(c, "center_m", (3,))
     h = side_m / 2
     box = pv.Box(bounds=(c[0] - h, c[0] + h, c[1] - h, c[1] + h, c[2] - h, c[2] + h))
     return pl.add_mesh(box, style="wireframe", color=color, line_width=2)
@@ -169,12 +156,10 @@ def heatmap_grid(heatmap, center_m, side_m: float):
     ``"heatmap"`` values are ``heatmap (Gx, Gy, Gz)`` (grid axes = x, y, z; see
     :mod:`vhakit.heatmaps` for the voxel convention)."""
     pv = import_pyvista()
-    h = _np(heatmap, np.float32)
-    if h.ndim != 3:
-        raise ValueError(f"heatmap must have shape (Gx, Gy, Gz), got {h.shape}; "
-                         "pick one vertex: heatmaps[0, j]")
-    c = _np(center_m).reshape(-1)
-    _check(c, "center_m", (3,))
+    h = to_numpy(heatmap, np.float32)
+    check_shape(h, "heatmap", ("Gx", "Gy", "Gz"), hint="; pick one vertex: heatmaps[0, j]")
+    c = to_numpy(center_m, np.float64).reshape(-1)
+    check_shape(c, "center_m", (3,))
     G = np.array(h.shape, dtype=np.float64)
     spacing = side_m / G
     grid = pv.ImageData(dimensions=h.shape, spacing=spacing, origin=c - side_m / 2 + spacing / 2)
@@ -213,7 +198,7 @@ def front_view(pl, points_m, *, zoom: float = 1.0, azimuth_deg: float = 20.0,
     ``azimuth_deg`` about y and raised by ``elevation_deg``, near enough that the points fill the
     window (with ``margin``, a fraction of the view) whatever its aspect ratio, leaving the
     fraction ``reserve_right`` of the width free on the right (for a scale bar)."""
-    p = _np(points_m).reshape(-1, 3)
+    p = to_numpy(points_m, np.float64).reshape(-1, 3)
     centre = (p.min(0) + p.max(0)) / 2
     a, e = np.deg2rad(azimuth_deg), np.deg2rad(elevation_deg)
     back = np.array([np.sin(a) * np.cos(e), np.sin(e), np.cos(a) * np.cos(e)])  # to the eye
@@ -265,12 +250,7 @@ def frame_scene(pl, recons, frame: int, method: str, layers: dict[str, bool],
             add_points(pl, pts, color=(0.85, 0.1, 0.1))
     show_cams = layers.get("cameras", False) and recons.K is not None
     if show_cams:
-        images = None if recons.images is None else recons.images[frame]
-        size = ((images.shape[2], images.shape[1]) if images is not None
-                else tuple(int(round(2 * c)) + 1 for c in _np(recons.K[frame, 0])[:2, 2]))
-        add_cameras(pl, recons.K[frame], recons.R[frame], recons.t[frame], size, images,
-                    depth_m=0.8)
-        centres = -np.einsum("vji,vj->vi", _np(recons.R[frame]), _np(recons.t[frame]))
+        centres = _add_frame_cameras(pl, recons, frame, depth_m=0.8)
         front_view(pl, np.vstack([gt, centres]), azimuth_deg=35.0, elevation_deg=35.0)
     else:
         front_view(pl, np.vstack([gt, verts]), reserve_right=0.2 if bar else 0.0)
@@ -330,6 +310,18 @@ def comparison_scene(recons, frame: int, methods=None, *, layout: str = "side",
     return pl
 
 
+def _add_frame_cameras(pl, recons, frame: int, depth_m: float) -> np.ndarray:
+    """The frusta of ``recons``' cameras at ``frame``, with its images when it has them; returns
+    the camera centres ``(V, 3)`` in the world, ``-R^T t``."""
+    images = None if recons.images is None else recons.images[frame]
+    K, R, t = (to_numpy(a[frame], np.float64) for a in (recons.K, recons.R, recons.t))
+    size = ((images.shape[2], images.shape[1]) if images is not None
+            else tuple(int(round(2 * c)) + 1 for c in K[0, :2, 2]))
+    add_cameras(pl, recons.K[frame], recons.R[frame], recons.t[frame], size, images,
+                depth_m=depth_m)
+    return -np.einsum("vji,vj->vi", R, t)
+
+
 def camera_scene(recons, frame: int, *, method: str | None = None, depth_m: float = 0.6,
                  window_size=(800, 600)):
     """The cameras of one frame (frusta with their input images) around a method's mesh."""
@@ -338,12 +330,7 @@ def camera_scene(recons, frame: int, *, method: str | None = None, depth_m: floa
     method = method or recons.GT
     pl = new_plotter(window_size)
     add_body(pl, recons.meshes[method][frame], recons.faces, color=method_color(method))
-    images = None if recons.images is None else recons.images[frame]
-    size = ((images.shape[2], images.shape[1]) if images is not None
-            else tuple(int(round(2 * c)) + 1 for c in _np(recons.K[frame, 0])[:2, 2]))
-    add_cameras(pl, recons.K[frame], recons.R[frame], recons.t[frame], size, images,
-                depth_m=depth_m)
-    centres = -np.einsum("vji,vj->vi", _np(recons.R[frame]), _np(recons.t[frame]))  # -R^T t
+    centres = _add_frame_cameras(pl, recons, frame, depth_m)
     front_view(pl, np.vstack([recons.meshes[method][frame], centres]),
                azimuth_deg=35.0, elevation_deg=35.0)
     return pl
@@ -365,10 +352,9 @@ def part_vertex(vertices_m, part_labels, part: str | int) -> int:
     """
     from vhakit.body.model import JOINT_NAMES
 
-    v, labels = _np(vertices_m), _np(part_labels, np.int64)
-    _check(v, "vertices_m", (-1, 3))
-    if labels.shape != (len(v),):
-        raise ValueError(f"part_labels must have shape ({len(v)},), got {labels.shape}")
+    v, labels = to_numpy(vertices_m, np.float64), to_numpy(part_labels, np.int64)
+    check_shape(v, "vertices_m", ("N", 3))
+    check_shape(labels, "part_labels", (len(v),))
     if isinstance(part, str):
         if part not in JOINT_NAMES:
             raise ValueError(f"part must be one of vhakit.body.JOINT_NAMES, got {part!r}")
@@ -390,8 +376,9 @@ def heatmap_scene(vertices_m, faces, heatmap, center_m, side_m: float, *, vertex
     add_cuboid(pl, center_m, side_m)
     add_heatmap(pl, heatmap, center_m, side_m, mode=mode)
     if vertex is not None:
-        add_points(pl, _np(vertices_m)[vertex][None], color=(0.9, 0.1, 0.1), radius_m=0.02)
-    c = _np(center_m).reshape(3)
+        add_points(pl, to_numpy(vertices_m, np.float64)[vertex][None], color=(0.9, 0.1, 0.1),
+                   radius_m=0.02)
+    c = to_numpy(center_m, np.float64).reshape(3)
     corners = c + side_m / 2 * np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1)
                                          for k in (-1, 1)])
     front_view(pl, corners, azimuth_deg=30.0, elevation_deg=20.0, margin=0.02)

@@ -7,7 +7,8 @@ Matplotlib drawings (work everywhere) and one pyvista scene (:func:`rig_scene`, 
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+from vhakit._util import check_shape, to_numpy
 
 __all__ = ["visibility_summary", "plot_views", "plot_visibility_matrix", "plot_rig_topdown",
            "rig_scene"]
@@ -16,14 +17,8 @@ VISIBLE_COLOR = "lime"
 HIDDEN_COLOR = "red"
 
 
-def _np(x, dtype=None) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
-
-
 def _check_visibility(visibility, num_views: int | None = None) -> np.ndarray:
-    vis = _np(visibility)
+    vis = to_numpy(visibility)
     if vis.ndim != 2 or vis.dtype != np.bool_:
         raise ValueError(f"visibility must be a bool (K, N) array, got {vis.shape} {vis.dtype}")
     if num_views is not None and vis.shape[0] != num_views:
@@ -46,14 +41,13 @@ def plot_views(axes, images, uv_px=None, visibility=None, titles=None, marker_si
     Returns:
         ``(K,)`` numbers of visible vertices (all zeros without ``visibility``).
     """
-    imgs = _np(images)
+    imgs = to_numpy(images)
     axes = list(np.ravel(axes))
-    if imgs.ndim != 4 or imgs.shape[-1] != 3:
-        raise ValueError(f"images must have shape (K, H, W, 3), got {imgs.shape}")
+    check_shape(imgs, "images", ("K", "H", "W", 3))
     if len(axes) != imgs.shape[0]:
         raise ValueError(f"need one axes per view: {imgs.shape[0]} views, {len(axes)} axes")
     vis = None if visibility is None else _check_visibility(visibility, imgs.shape[0])
-    uv = None if uv_px is None else _np(uv_px, np.float64)
+    uv = None if uv_px is None else to_numpy(uv_px, np.float64)
     if vis is not None and (uv is None or uv.shape != (*vis.shape, 2)):
         raise ValueError(f"uv_px must have shape {(*vis.shape, 2)} to mark visibility, got "
                          f"{None if uv is None else uv.shape}")
@@ -81,9 +75,8 @@ def plot_visibility_matrix(ax, visibility, part_labels=None, part_names=None):
     vis = _check_visibility(visibility)
     order = np.arange(vis.shape[1])
     if part_labels is not None:
-        labels = _np(part_labels, np.int64)
-        if labels.shape != (vis.shape[1],):
-            raise ValueError(f"part_labels must have shape ({vis.shape[1]},), got {labels.shape}")
+        labels = to_numpy(part_labels, np.int64)
+        check_shape(labels, "part_labels", (vis.shape[1],))
         order = np.argsort(labels, kind="stable")
         starts = np.flatnonzero(np.r_[True, np.diff(labels[order]) != 0])
         ax.set_xticks(starts)
@@ -99,10 +92,10 @@ def plot_visibility_matrix(ax, visibility, part_labels=None, part_names=None):
 def plot_rig_topdown(ax, cameras, points_m=None, arrow_m: float = 0.6):
     """Top view (x right, z up the page) of camera centres, their viewing directions and the
     body's points ``(N, 3)`` m. The body faces +z, so view 0 of the default rig is at the top."""
-    centres = _np(cameras.centre, np.float64).reshape(-1, 3)
-    forward = _np(cameras.R, np.float64).reshape(-1, 3, 3)[:, 2]  # camera z axis in the world
+    centres = to_numpy(cameras.centre, np.float64).reshape(-1, 3)
+    forward = to_numpy(cameras.R, np.float64).reshape(-1, 3, 3)[:, 2]  # camera z axis in the world
     if points_m is not None:
-        p = _np(points_m, np.float64).reshape(-1, 3)
+        p = to_numpy(points_m, np.float64).reshape(-1, 3)
         ax.scatter(p[:, 0], p[:, 2], s=2, c="0.6")
     for k, (c, f) in enumerate(zip(centres, forward, strict=True)):
         ax.annotate("", xy=(c[0] + arrow_m * f[0], c[2] + arrow_m * f[2]), xytext=(c[0], c[2]),
@@ -127,10 +120,10 @@ def rig_scene(vertices_m, faces, cameras, images=None, *, vertex_colors=None, po
     pl = new_plotter(window_size)
     add_body(pl, vertices_m, faces, vertex_colors=vertex_colors)
     add_cameras(pl, cameras.K, cameras.R, cameras.t, cameras.image_size,
-                None if images is None else _np(images, np.uint8), depth_m=depth_m)
+                None if images is None else to_numpy(images, np.uint8), depth_m=depth_m)
     if points_m is not None:
         add_points(pl, points_m, color=(0.85, 0.1, 0.1))
-    everything = np.vstack([_np(vertices_m, np.float64).reshape(-1, 3),
-                            _np(cameras.centre, np.float64).reshape(-1, 3)])
+    everything = np.vstack([to_numpy(vertices_m, np.float64).reshape(-1, 3),
+                            to_numpy(cameras.centre, np.float64).reshape(-1, 3)])
     front_view(pl, everything, azimuth_deg=35.0, elevation_deg=35.0)
     return pl
