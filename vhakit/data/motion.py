@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vhakit._util import check_shape, to_numpy
 from vhakit.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 __all__ = ["MotionClip", "save_clips", "load_clips", "load_deepmimic", "load_amass_npz",
@@ -36,13 +37,10 @@ Y_UP_FROM_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
 
 def _float_array(value: Any, name: str, shape: tuple[int | None, ...]) -> np.ndarray:
-    arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    arr = to_numpy(value)
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
-    if arr.ndim != len(shape) or any(
-            s is not None and a != s for a, s in zip(arr.shape, shape, strict=True)):
-        want = "(" + ", ".join("T" if s is None else str(s) for s in shape) + ")"
-        raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    check_shape(arr, name, tuple("T" if s is None else s for s in shape))
     arr = np.array(arr, dtype=np.float32, order="C")  # private copy
     if not np.isfinite(arr).all():
         raise ValueError(f"{name} contains NaN or inf values")

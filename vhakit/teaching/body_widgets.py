@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vhakit._util import check_shape, to_numpy
 from vhakit.body.model import JOINT_NAMES, NUM_BETAS
 from vhakit.data.joint_limits import JOINT_LIMITS_DEG
 from vhakit.viz.figures import draw_mesh, part_colors
@@ -109,12 +110,9 @@ def render_meshes_png(vertices_m, faces, vertex_colors=None, *,
 
     from vhakit.viz.figures import view_rotation
 
-    v = vertices_m.detach().cpu().double() if isinstance(vertices_m, torch.Tensor) else \
-        torch.as_tensor(np.asarray(vertices_m, dtype=np.float64))
-    if v.dim() != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices_m must have shape (V, 3), got {tuple(v.shape)}")
-    c = np.zeros(3) if centre_m is None else np.asarray(
-        centre_m.detach().cpu() if isinstance(centre_m, torch.Tensor) else centre_m, np.float64)
+    v = torch.as_tensor(to_numpy(vertices_m, np.float64))
+    check_shape(v, "vertices_m", ("V", 3))
+    c = np.zeros(3) if centre_m is None else to_numpy(centre_m, np.float64)
     fig, axes = plt.subplots(1, len(azimuths_deg), squeeze=False,
                              figsize=(size_px[0] / 100, size_px[1] / 100), dpi=100)
     try:

@@ -13,33 +13,20 @@ import numpy as np
 import torch
 from matplotlib.collections import PolyCollection
 
+from vhakit._util import check_shape, to_numpy
+from vhakit.body.parts import PART_COLORS as _PART_COLORS_255
+
 __all__ = ["draw_mesh", "PART_COLORS", "part_colors", "view_rotation", "ERROR_CMAP", "error_colors",
            "METHOD_COLORS", "method_color", "draw_frame", "plot_history"]
 
-# One colour per SMPL joint (24): left limbs warm, right limbs cool, torso grey/green, head beige.
-PART_COLORS = np.array([
-    [0.55, 0.55, 0.60],  # pelvis
-    [0.90, 0.45, 0.25], [0.25, 0.45, 0.90],  # left / right hip
-    [0.55, 0.65, 0.55],  # spine1
-    [0.95, 0.60, 0.30], [0.30, 0.60, 0.95],  # knees
-    [0.60, 0.70, 0.55],  # spine2
-    [0.85, 0.35, 0.20], [0.20, 0.35, 0.85],  # ankles
-    [0.65, 0.75, 0.60],  # spine3
-    [0.75, 0.30, 0.15], [0.15, 0.30, 0.75],  # feet
-    [0.85, 0.75, 0.60],  # neck
-    [0.95, 0.70, 0.35], [0.35, 0.70, 0.95],  # collars
-    [0.95, 0.85, 0.70],  # head
-    [0.95, 0.55, 0.35], [0.35, 0.55, 0.95],  # shoulders
-    [0.90, 0.40, 0.30], [0.30, 0.40, 0.90],  # elbows
-    [0.85, 0.30, 0.25], [0.25, 0.30, 0.85],  # wrists
-    [0.80, 0.25, 0.20], [0.20, 0.25, 0.80],  # hands
-])
+#: :data:`vhakit.body.parts.PART_COLORS` (the renderer's palette) as RGB in [0, 1], ``(24, 3)``.
+PART_COLORS = np.asarray(_PART_COLORS_255, dtype=np.float64) / 255
 
 
 def part_colors(part_labels: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Per-vertex RGB in [0, 1] from SMPL part labels ``(V,)`` (values 0..23) -> ``(V, 3)``."""
-    labels = np.asarray(part_labels.cpu() if isinstance(part_labels, torch.Tensor) else part_labels)
-    return PART_COLORS[labels.astype(np.int64)]
+    """Per-vertex RGB in [0, 1] from SMPL part labels ``(V,)`` (values 0..23) -> ``(V, 3)``: the
+    renderer's base colours (:func:`vhakit.body.parts.part_colors` without its rest-pose shading)."""
+    return PART_COLORS[to_numpy(part_labels).astype(np.int64)]
 
 
 ERROR_CMAP = "viridis"  # perceptually uniform, readable in grey print and by colour-blind readers
@@ -82,10 +69,8 @@ def error_colors(errors_m, clim_mm: tuple[float, float] | None = None,
     """
     import matplotlib
 
-    e = np.asarray(errors_m.detach().cpu() if isinstance(errors_m, torch.Tensor) else errors_m,
-                   dtype=np.float64)
-    if e.ndim != 1:
-        raise ValueError(f"errors_m must have shape (V,), got {e.shape}")
+    e = to_numpy(errors_m, np.float64)
+    check_shape(e, "errors_m", ("V",))
     e_mm = e * 1000.0
     lo, hi = (float(e_mm.min()), float(e_mm.max())) if clim_mm is None else map(float, clim_mm)
     if not hi >= lo:
@@ -120,13 +105,9 @@ def draw_mesh(ax, vertices, faces, vertex_colors=None, azimuth_deg: float = 0.0,
     Returns:
         the PolyCollection added to ``ax``.
     """
-    v = np.asarray(vertices.detach().cpu() if isinstance(vertices, torch.Tensor) else vertices,
-                   dtype=np.float64)
-    f = np.asarray(faces.cpu() if isinstance(faces, torch.Tensor) else faces, dtype=np.int64)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {v.shape}")
-    if f.ndim != 2 or f.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {f.shape}")
+    v, f = to_numpy(vertices, np.float64), to_numpy(faces, np.int64)
+    check_shape(v, "vertices", ("V", 3))
+    check_shape(f, "faces", ("F", 3))
     p = v @ view_rotation(azimuth_deg, elevation_deg).T  # (V, 3) viewer frame
     tri = p[f]  # (F, 3, 3)
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
