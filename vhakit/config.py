@@ -308,8 +308,15 @@ class MultiViewConfig:
     visibility_channels: tuple[int, ...] = (16, 32, 64, 64)  # visibility CNN, one stride-2 conv each
     aggregation: str = "softmax"  # "softmax" | "sum" | "mean" over views (LT H36M: softmax)
     norm2d: str = "group"  # 2D normalisation: "group" | "batch"
+    # "" (random) | "pose2d" (the kit's pose-pretrained backbone) | a pretrain-backbone run/file
+    backbone_init: str = ""
+    freeze_backbone: bool = False  # keep the (pretrained) backbone fixed while training
 
     def __post_init__(self) -> None:
+        if self.freeze_backbone and not self.backbone_init:
+            raise ValueError("freeze_backbone=True needs backbone_init ('pose2d' or a "
+                             "`vhakit pretrain-backbone` run): a frozen random backbone "
+                             "cannot learn")
         for name in ("backbone_channels", "visibility_channels"):
             object.__setattr__(self, name, tuple(int(c) for c in getattr(self, name)))
         for name in ("n_vertices", "feature_channels"):

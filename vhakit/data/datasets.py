@@ -12,6 +12,7 @@ Heatmaps are never stored: the trainers build them on the device from ``vertices
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from torch.utils.data import Dataset
 
 from vhakit.data.store import MESH_ARRAYS, DatasetCorrupt, DatasetInfo, open_dataset, read_image
 
-__all__ = ["MeshDataset", "MultiViewDataset", "mesh_arrays_from_params"]
+__all__ = ["MeshDataset", "MultiViewDataset", "mesh_arrays_from_params", "as_multiview_dataset"]
 
 
 def mesh_arrays_from_params(body, poses: np.ndarray, betas: np.ndarray, transl: np.ndarray,
@@ -177,3 +178,17 @@ class MultiViewDataset(MeshDataset):
                           self.image_size)[self.views]
         s["images"] = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0  # (V, 3, H, W)
         return s
+
+
+def as_multiview_dataset(data, name: str = "data") -> Dataset | None:
+    """``data`` as a multi-view Dataset: a Dataset (or None) as it is, a dataset folder opened
+    as :class:`MultiViewDataset`; ``name`` is the argument's name in the errors."""
+    if data is None or isinstance(data, Dataset):
+        return data
+    if isinstance(data, (str, os.PathLike)):
+        if not Path(data).is_dir():
+            raise FileNotFoundError(f"{name}: no dataset folder at {data}; build one with "
+                                    "`vhakit make-data`")
+        return MultiViewDataset(data)
+    raise TypeError(f"{name} must be a torch Dataset of multi-view samples or a dataset folder, "
+                    f"got {type(data).__name__}")

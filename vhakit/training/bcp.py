@@ -37,12 +37,14 @@ from vhakit.config import (
     BaselineTaskConfig,
     BCPConfig,
     BCPTaskConfig,
+    MultiViewConfig,
     TrainConfig,
     VHAConfig,
     baseline_configs,
     bcp_configs,
     config_dict,
 )
+from vhakit.data.datasets import as_multiview_dataset as _as_multiview
 from vhakit.runtime import default_device
 from vhakit.training.trainer import (
     StepContext,
@@ -193,25 +195,35 @@ class BaselineTask:
 
 
 # ----------------------------------------------------------------------------- entry points
-def _as_multiview(data, name: str) -> Dataset | None:
-    if data is None or isinstance(data, Dataset):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        from vhakit.data.datasets import MultiViewDataset
-
-        if not Path(data).is_dir():
-            raise FileNotFoundError(f"{name}: no dataset folder at {data}; build one with "
-                                    "`vhakit make-data`")
-        return MultiViewDataset(data)
-    raise TypeError(f"{name} must be a torch Dataset of multi-view samples or a dataset folder, "
-                    f"got {type(data).__name__}")
-
-
 def _fit_config(train: TrainConfig) -> TrainConfig:
     """``channels_last``: the models keep their 3D convolutions in channels-last-3d themselves
     (:func:`vhakit.models.bcp.channels_last_3d`); ``fit``'s whole-model conversion would fail on
     the 2D layers' weights, so it is switched off here (the run config keeps the setting)."""
     return replace(train, channels_last=False)
+
+
+def _init_backbone(model: torch.nn.Module, config: MultiViewConfig, resuming: bool) -> None:
+    """``config.backbone_init``: load the pretrained 2D backbone into ``model.front.backbone``
+    (not when resuming: the checkpoint holds the weights); ``freeze_backbone``: no gradients
+    for it."""
+    backbone = model.front.backbone
+    if config.backbone_init and not resuming:
+        from vhakit.training.backbone2d import load_backbone_weights
+
+        load_backbone_weights(backbone, config, config.backbone_init)
+    if config.freeze_backbone:
+        backbone.requires_grad_(False)
+
+
+def _model_section(model: MultiViewConfig) -> dict:
+    """The model's run-config dict without the backbone-initialisation fields when they hold
+    their defaults, so that a run with a random backbone has the run config it had before those
+    fields existed (its cached and resumable runs stay valid)."""
+    section = config_dict(model)
+    for name in ("backbone_init", "freeze_backbone"):
+        if section[name] == MultiViewConfig.__dataclass_fields__[name].default:
+            del section[name]
+    return section
 
 
 def _task_section(task, out_dir, resume: bool, overrides: dict):
@@ -265,7 +277,8 @@ def train_bcp(preset: str = "teaching", data: Dataset | str | os.PathLike | None
     torch.manual_seed(cfg.train.seed)
     model = BodyCodePredictor(cfg.model, vha.config).init_from_vha(
         vha.cpu(), encoder=task.init_from_vha)
-    run_config = {"model": config_dict(cfg.model), "vha": config_dict(vha.config),
+    _init_backbone(model, cfg.model, resume and (Path(out_dir) / "last.pt").exists())
+    run_config = {"model": _model_section(cfg.model), "vha": config_dict(vha.config),
                   "task_config": task_dict, "train": config_dict(cfg.train)}
     return fit(model, BCPTask(task), data, _fit_config(cfg.train), out_dir,
                eval_data=eval_data, resume=resume, overwrite=overwrite, run_config=run_config,
@@ -288,7 +301,8 @@ def train_baseline(preset: str = "teaching", data: Dataset | str | os.PathLike |
     task, task_dict = _task_section(cfg.task, out_dir, resume, overrides)
     torch.manual_seed(cfg.train.seed)
     model = LMTBaseline(cfg.model)
-    run_config = {"model": config_dict(cfg.model), "task_config": task_dict,
+    _init_backbone(model, cfg.model, resume and (Path(out_dir) / "last.pt").exists())
+    run_config = {"model": _model_section(cfg.model), "task_config": task_dict,
                   "train": config_dict(cfg.train)}
     return fit(model, BaselineTask(task), data, _fit_config(cfg.train), out_dir,
                eval_data=eval_data, resume=resume, overwrite=overwrite, run_config=run_config,
