@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vhakit._util import markdown_table
 from vhakit.data.datasets import MeshDataset, mesh_arrays_from_params
 from vhakit.data.procedural import make_clip
 from vhakit.data.splits import SIZES, _seed, get_split, split_frames
@@ -126,8 +127,7 @@ def pose_family_table(report: dict[str, dict[str, float]]) -> str:
     """A markdown table of a :func:`pose_family_report`: family, frames, MPVE and its ratio to
     the :data:`REFERENCE` row (when present)."""
     ref = report.get(REFERENCE, {}).get("mpve_mm")
-    lines = ["| pose family | frames | MPVE (mm) | / reference |", "|---|---|---|---|"]
-    for name, r in report.items():
-        ratio = f"{r['mpve_mm'] / ref:.2f}" if ref else "-"
-        lines.append(f"| {name} | {r['frames']} | {r['mpve_mm']:.1f} | {ratio} |")
-    return "\n".join(lines)
+    return markdown_table(["pose family", "frames", "MPVE (mm)", "/ reference"],
+                          [[name, str(r["frames"]), f"{r['mpve_mm']:.1f}",
+                            f"{r['mpve_mm'] / ref:.2f}" if ref else "-"]
+                           for name, r in report.items()])

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from vhakit._util import markdown_table
 from vhakit.experiments.paper import paper_numbers
 
 __all__ = ["Claim", "CLAIMS", "ALPHA", "VERDICTS", "welch_contrast", "check_claims",
@@ -190,9 +191,9 @@ def fmt_p(p: float) -> str:
 def claims_markdown(result) -> str:
     """The claims as a markdown table (negative = the ordering the paper reports) with each
     Welch test's t, degrees of freedom, p and seeds per condition."""
-    lines = ["| paper's claim | kit: difference (± s.e.) | paper: difference | t | dof | p | "
-             "n per condition | reproduced? |",
-             "|---|---|---|---|---|---|---|---|"]
+    header = ["paper's claim", "kit: difference (± s.e.)", "paper: difference", "t", "dof", "p",
+              "n per condition", "reproduced?"]
+    rows = []
     for c in check_claims(result):
         unit = "deg" if c["metric"] == "angle_deg" else "mm"
         paper = "—" if c["paper"] is None else f"{c['paper']:+.1f} {unit}"
@@ -203,10 +204,10 @@ def claims_markdown(result) -> str:
         else:
             kit = f"{c['kit']:+.1f} ± {c['se']:.1f} {unit}"
         n = "/".join(map(str, c["n"])) or "—"
-        lines.append(f"| {c['text']} | {kit} | {paper} | {_fmt(c['t'], '+.2f')} | "
-                     f"{_fmt(c['dof'], '.1f')} | {fmt_p(c['p'])} | {n} | {c['verdict']} |")
+        rows.append([c["text"], kit, paper, _fmt(c["t"], "+.2f"), _fmt(c["dof"], ".1f"),
+                     fmt_p(c["p"]), n, c["verdict"]])
     metric = CLAIMS[result.table][0].metric
-    return "\n".join(lines) + (
+    return markdown_table(header, rows) + (
         f"\n\nDifferences of {metric}; negative means the paper's ordering. Welch's t-test over "
         "seeds, two-sided (Welch–Satterthwaite degrees of freedom): yes: p < 0.05 in the "
         "paper's direction; no: p < 0.05 against it; not shown: p ≥ 0.05 (or fewer than 2 "

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from vhakit._util import markdown_table
+
 __all__ = ["demo_poses", "run_demo", "plot_bodies", "plot_comparison", "format_table"]
 
 
@@ -108,11 +110,8 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
     """A markdown table: one row per method, columns MPJPE / PA-MPJPE / MPVE / angle / 108-MPVE."""
     cols = [("mpjpe_mm", "MPJPE (mm)"), ("pa_mpjpe_mm", "PA-MPJPE (mm)"), ("mpve_mm", "MPVE (mm)"),
             ("angle_deg", "angle (deg)"), ("mpve108_mm", "108-vertex error (mm)")]
-    lines = ["| method | " + " | ".join(c[1] for c in cols) + " |",
-             "|---" * (len(cols) + 1) + "|"]
-    for name, m in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.1f}" for k, _ in cols) + " |")
-    return "\n".join(lines)
+    return markdown_table(["method"] + [c[1] for c in cols],
+                          [[name] + [f"{m[k]:.1f}" for k, _ in cols] for name, m in rows.items()])
 
 
 def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int = 0,

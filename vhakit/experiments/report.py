@@ -14,6 +14,7 @@ import math
 import time
 from pathlib import Path
 
+from vhakit._util import markdown_table
 from vhakit.experiments.paper import (
     EFFICIENCY_NOTE,
     HEADERS,
@@ -116,12 +117,6 @@ def _lookup(result) -> dict:
     return {(e["row"], e["column"], e["metric"]): e for e in result.summary}
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def render_markdown(result) -> str:
     """The sweep's markdown: a title, the kit's numbers beside the paper's, and notes."""
     look = _lookup(result)
@@ -178,7 +173,7 @@ def render_markdown(result) -> str:
     header += [f"{HEADERS[m]} (kit)" for m in KIT_METRICS] + ["runs", "prior",
                                                                "steps (epochs)"]
     header += [f"{HEADERS[m]} (paper)" for m in PAPER_METRICS]
-    out += ["", _md_table(header, rows), ""]
+    out += ["", markdown_table(header, rows), ""]
     out.append("MPVE108: the 108 predicted vertices before SMPL fitting. Metrics follow "
                "`vhakit.evaluation.metrics` (after SMPL fitting; MPJPE and MPVE pelvis-aligned, as "
                "`vhakit.experiments.pipeline.evaluate_vertices` computes them; MPVE108 absolute).")
@@ -220,7 +215,7 @@ def _efficiency_pivot(result, look) -> str:
                                                                       "mpve_mm")]["mean"]
             row.append("n/a" if math.isnan(gap) else f"{gap:+.1f}")
         rows.append(row)
-    return _md_table(header, rows)
+    return markdown_table(header, rows)
 
 
 def _clean(value):

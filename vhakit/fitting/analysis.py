@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from vhakit._util import markdown_table
 from vhakit.body.subset_lbs import SubsetLBS
 from vhakit.data.pose_sampler import sample_poses
 from vhakit.data.procedural import sample_betas
@@ -242,10 +243,9 @@ def noise_sweep(body_model: torch.nn.Module, noise_levels_mm=NOISE_LEVELS_MM,
 
 def format_sweep(rows: list[SweepRow]) -> str:
     """A plain-text table of :func:`noise_sweep`'s rows (Markdown-compatible)."""
-    lines = ["| noise (mm, per coord.) | setting | MPVE mm (max) | angle deg (max) | "
-             "data error mm | time s |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r.noise_mm:g} | {r.setting} | {r.mpve_mm:.2f} ({r.mpve_max_mm:.1f}) | "
-                     f"{r.angle_deg:.2f} ({r.angle_max_deg:.1f}) | {r.data_error_mm:.2f} | "
-                     f"{r.seconds:.2f} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["noise (mm, per coord.)", "setting", "MPVE mm (max)", "angle deg (max)", "data error mm",
+         "time s"],
+        [[f"{r.noise_mm:g}", r.setting, f"{r.mpve_mm:.2f} ({r.mpve_max_mm:.1f})",
+          f"{r.angle_deg:.2f} ({r.angle_max_deg:.1f})", f"{r.data_error_mm:.2f}", f"{r.seconds:.2f}"]
+         for r in rows])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vhakit._util import atomic_write_bytes, markdown_table
+
 __all__ = ["model_card_markdown", "write_model_card"]
 
 _METRICS = (("mpve108_mm", "MPVE, 108 vertices (mm)"), ("mpve_mm", "MPVE after fitting (mm)"),
@@ -50,10 +52,10 @@ def model_card_markdown(card: dict) -> str:
         caveat += (f"\n> **Re-evaluated {r['utc']}** without retraining: {r['note']} The "
                    "metrics below are this re-evaluation's; the earlier ones are in "
                    "`card.json` (`reevaluations`).\n")
-    rows = [f"| {label} | {_fmt(m['vha'].get(key))} | {_fmt(m['bcp'].get(key))} | "
-            f"{_fmt(m['baseline'].get(key))} |" for key, label in _METRICS]
-    files = [f"| `{name}` | {f['bytes'] / 1e6:.2f} MB | {f['parameters']:,} | "
-             f"`{f['sha256'][:12]}` |" for name, f in card["files"].items()]
+    rows = [[label, *(_fmt(m[k].get(key)) for k in ("vha", "bcp", "baseline"))]
+            for key, label in _METRICS]
+    files = [[f"`{name}`", f"{f['bytes'] / 1e6:.2f} MB", f"{f['parameters']:,}",
+              f"`{f['sha256'][:12]}`"] for name, f in card["files"].items()]
     b = card["budget"]
     return "\n".join([
         "# Pretrained classroom models (VHA, VHA+BCP, LMT-style baseline)",
@@ -87,15 +89,11 @@ def model_card_markdown(card: dict) -> str:
         "the 108 predicted vertices, pelvis-aligned; joints: SMPL's 24 and the Human3.6M 17-joint "
         "set (docs/conventions.md, \"Joint sets\").",
         "",
-        "| metric | VHA (autoencoder) | VHA+BCP | baseline |",
-        "|---|---|---|---|",
-        *rows,
+        markdown_table(["metric", "VHA (autoencoder)", "VHA+BCP", "baseline"], rows),
         reading,
         "## Files",
         "",
-        "| file | size | parameters | sha256 |",
-        "|---|---|---|---|",
-        *files,
+        markdown_table(["file", "size", "parameters", "sha256"], files),
         "",
         "Intended use: teaching and demos on the kit's synthetic data. Not for measuring people.",
         "",
@@ -104,6 +102,4 @@ def model_card_markdown(card: dict) -> str:
 
 def write_model_card(card: dict, path: str | Path) -> None:
     """Write :func:`model_card_markdown` to ``path`` atomically."""
-    from vhakit._util import atomic_write_bytes
-
     atomic_write_bytes(Path(path), model_card_markdown(card).encode())

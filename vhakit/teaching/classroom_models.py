@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vhakit._util import atomic_write_bytes, write_json_atomic
+
 __all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_available",
            "read_card", "card_frames", "evaluate_pretrained", "pretrain_classroom",
            "pretrained_reconstructions", "viewer_frames", "viewer_cache_path",
@@ -31,7 +33,7 @@ __all__ = ["PRETRAINED_DIR", "PRETRAINED_NAMES", "load_pretrained", "pretrained_
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "assets" / "pretrained"
 PRETRAINED_NAMES = ("vha", "bcp", "baseline")
 PRETRAINED_FORMAT = "vhakit-pretrained-1"
-MAX_TOTAL_BYTES = 10 * 1024 * 1024  # the issue's budget for the three committed files
+MAX_TOTAL_BYTES = 10 * 1024 * 1024  # size budget of the three committed files
 EVAL_SPLIT = "h36m_like"  # test subjects S9, S11 (paper Sec. 4.1)
 LABELS = {"bcp": "VHA+BCP", "baseline": "baseline (LMT-style)"}  # method names as vhakit.experiments.demo
 _CMD = "vhakit pretrain-classroom"
@@ -52,8 +54,6 @@ def _missing(path: Path) -> FileNotFoundError:
 def _export(model: torch.nn.Module, name: str, configs: dict, path: Path) -> int:
     """Write ``model``'s weights (parameters float16, buffers unchanged) and ``configs``
     atomically to ``path``; returns the file size in bytes."""
-    from vhakit._util import atomic_write_bytes
-
     params = {k for k, _ in model.named_parameters()}
     state = {k: (v.detach().cpu().half() if k in params and v.is_floating_point()
                  else v.detach().cpu().clone()) for k, v in model.state_dict().items()}
@@ -184,7 +184,7 @@ def reevaluate_card(directory: str | os.PathLike | None = None, note: str = "",
     card.setdefault("reevaluations", []).append({
         "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": note,
         "previous_metrics": previous})
-    _write_json(d / "card.json", card)
+    write_json_atomic(d / "card.json", card, sort_keys=False)
     write_model_card(card, d / "MODEL_CARD.md")
     return card
 
@@ -288,7 +288,7 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     card["metrics"] = _evaluate_on(out_dir, ds)  # the stored (float16) weights, as shipped
-    _write_json(out_dir / "card.json", card)
+    write_json_atomic(out_dir / "card.json", card, sort_keys=False)
     write_model_card(card, out_dir / "MODEL_CARD.md")
     return card
 
@@ -397,9 +397,3 @@ def viewer_reconstructions(use_pretrained: bool = True, n_frames: int | None = N
     return cached_pretrained_reconstructions(n), (
         f"pretrained classroom models ({card['preset']} preset, seed {card['seed']}; "
         f"vhakit/assets/pretrained/MODEL_CARD.md) on {n} {card['data']['test_split']} test frames")
-
-
-def _write_json(path: Path, obj) -> None:
-    from vhakit._util import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=1) + "\n").encode())
