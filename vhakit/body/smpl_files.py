@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UnsafePickleError", "load_smpl_file", "find_smpl_file", "SMPL_URL", "SMPL_DIR_ENV"]
+__all__ = ["UnsafePickleError", "SafeUnpickler", "load_smpl_file", "find_smpl_file", "SMPL_URL",
+           "SMPL_DIR_ENV"]
 
 SMPL_URL = "https://smpl.is.tue.mpg.de"
 SMPL_DIR_ENV = "VHAKIT_SMPL_DIR"
@@ -96,10 +97,13 @@ def _allowed_globals() -> dict[tuple[str, str], Any]:
     return table
 
 
-class _SMPLUnpickler(pickle.Unpickler):
-    def __init__(self, file, allowed: dict[tuple[str, str], Any]) -> None:
+class SafeUnpickler(pickle.Unpickler):
+    """The allow-listed unpickler of :func:`load_smpl_file` (see the module docstring).
+    ``extra``: more ``(module, name)`` globals to allow, imported when a pickle asks for them."""
+
+    def __init__(self, file, extra: frozenset[tuple[str, str]] = frozenset()) -> None:
         super().__init__(file, encoding="latin1")  # SMPL pickles come from Python 2
-        self._allowed = allowed
+        self._allowed, self._extra = _allowed_globals(), extra
 
     def find_class(self, module: str, name: str) -> Any:
         # Python-2 names (``__builtin__``, ``copy_reg``) as pickle's own fix_imports maps them
@@ -107,8 +111,10 @@ class _SMPLUnpickler(pickle.Unpickler):
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if module == "chumpy" or module.startswith("chumpy."):
-            stand_in = type(f"ChumpyStandIn_{name}", (ChumpyStandIn,), {"chumpy_name": name})
-            return stand_in
+            return type(f"ChumpyStandIn_{name}", (ChumpyStandIn,), {"chumpy_name": name})
+        if (module, name) in self._extra:
+            import importlib
+            return getattr(importlib.import_module(module), name)
         obj = self._allowed.get((module, name))
         if obj is None:
             raise UnsafePickleError(
@@ -137,7 +143,7 @@ def load_smpl_file(path: str | os.PathLike) -> dict[str, Any]:
             data = {k: z[k] for k in z.files}
     else:
         with open(path, "rb") as fh:
-            data = _SMPLUnpickler(fh, _allowed_globals()).load()
+            data = SafeUnpickler(fh).load()
         if not isinstance(data, dict):
             raise ValueError(f"{path} does not hold a dict (got {type(data).__name__})")
     required = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights",

@@ -20,7 +20,6 @@ allow-listed unpickler (numpy arrays, dtypes, scalars only; :func:`load_pickle`)
 """
 from __future__ import annotations
 
-import _compat_pickle
 import math
 import pickle
 import re
@@ -33,7 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from vhakit.body.smpl_files import _allowed_globals, _SMPLUnpickler
+from vhakit.body.smpl_files import SafeUnpickler
 from vhakit.data.render import vertex_visibility
 from vhakit.geometry.camera import Camera, crop_resize_matrix
 from vhakit.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -50,20 +49,9 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------ loading
-_NUMPY_EXTRA = {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
-
-
-class _DataUnpickler(_SMPLUnpickler):
-    """The SMPL allow-list (numpy, scipy sparse, chumpy stand-ins) + Python-2 module names."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if (module, name) in _NUMPY_EXTRA:
-            import importlib
-            return getattr(importlib.import_module(module), name)
-        return super().find_class(module, name)
+#: Beyond the SMPL allow-list (numpy, scipy sparse, chumpy stand-ins): numpy's buffer helper.
+_NUMPY_EXTRA = frozenset({("numpy.core.numeric", "_frombuffer"),
+                          ("numpy._core.numeric", "_frombuffer")})
 
 
 def load_pickle(path: str | Path) -> Any:
@@ -84,7 +72,7 @@ def load_pickle(path: str | Path) -> Any:
             if not dtype.hasobject:
                 return np.load(path, allow_pickle=False)
         try:
-            obj = _DataUnpickler(fh, _allowed_globals()).load()
+            obj = SafeUnpickler(fh, _NUMPY_EXTRA).load()
         except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as err:
             raise ValueError(f"{path} cannot be read safely ({err}); it should hold only numpy "
                              "arrays, lists, dicts and strings") from err
