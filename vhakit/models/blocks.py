@@ -153,7 +153,7 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         raise ValueError(f"voxel_index must have shape (B, N, 3) or (B, N, P, 3), got "
                          f"{tuple(voxel_index.shape)}")
     B, N, P, _ = voxel_index.shape
-    cout, cin, k = weight.shape[0], weight.shape[1], weight.shape[2]
+    cin, k = weight.shape[1], weight.shape[2]
     if weight.dim() != 5 or weight.shape[2:] != (k, k, k) or cin != N:
         raise ValueError(f"weight must have shape (C_out, N={N}, k, k, k), got {tuple(weight.shape)}")
     if voxel_weight is not None and voxel_weight.shape != (B, N, P):
@@ -170,8 +170,8 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         raise ValueError(f"method must be 'auto', 'entries' or 'window', got {method!r}")
     s, M = stride, -(-k // stride)  # M = ceil(k / s) taps per axis reach each output
     out_size = [conv_output_size(g, k, s, padding) for g in grid]
+    t = voxel_index + padding  # (B, N, P, 3) padded voxel coordinates
     if method == "window" or (P > 1 and method == "auto"):
-        t = voxel_index + padding
         t0 = torch.div(t.amin(2), s, rounding_mode="floor") * s  # (B, N, 3) window starts
         span = int((t.amax(2) - t0).max()) + 1
         Wl = s * -(-span // s)  # window length per axis, a multiple of the stride
@@ -179,12 +179,20 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         if method == "window" or N * Wl ** 3 * Q ** 3 + B * N * Q ** 3 < B * N * P * M ** 3:
             return _sparse_conv3d_window(t, t0, Wl, Q, weight, grid, voxel_weight, bias, s,
                                          M, out_size)
+    return _sparse_conv3d_entries(t, weight, grid, voxel_weight, bias, s, M, out_size, padding)
+
+
+def _sparse_conv3d_entries(t: torch.Tensor, weight: torch.Tensor, grid: tuple[int, int, int],
+                           voxel_weight: torch.Tensor | None, bias: torch.Tensor | None, s: int,
+                           M: int, out_size: list[int], padding: int) -> torch.Tensor:
+    """The per-entry form of :func:`sparse_conv3d`. ``t (B, N, P, 3)``: padded voxel
+    coordinates; ``M``: kernel taps per axis that reach each output."""
+    N, cout, k = t.shape[1], weight.shape[0], weight.shape[2]
     buf_size = [(g - 1 + padding) // s + M for g in grid]  # outputs o in [-(M-1), ...] shifted by M-1
     # Kernel taps regrouped by (residue r, step j): tap = r + s*j.
     w = F.pad(weight, (0, s * M - k) * 3)  # (C_out, N, sM, sM, sM), extra taps are zero
     w = w.view(cout, N, M, s, M, s, M, s).permute(1, 3, 5, 7, 2, 4, 6, 0)  # (N, rx, ry, rz, jx, jy, jz, C_out)
     w = w.reshape(N * s ** 3, M ** 3, cout)
-    t = voxel_index + padding  # (B, N, P, 3)
     r, o_max = t % s, t // s
     rows = (torch.arange(N, device=t.device)[:, None] * s + r[..., 0]) * s + r[..., 1]
     rows = rows * s + r[..., 2]  # (B, N, P) row of w for each entry
@@ -193,11 +201,21 @@ def sparse_conv3d(voxel_index: torch.Tensor, weight: torch.Tensor, grid: tuple[i
         vals = vals * voxel_weight.reshape(-1, 1, 1).to(vals.dtype)
     j = torch.arange(M, device=t.device)
     q = o_max[..., None] + (M - 1) - j  # (B, N, P, 3, M) buffer position per axis and step
+    return _scatter_patches(vals.reshape(-1, cout), q, buf_size, M, out_size, bias)
+
+
+def _scatter_patches(vals: torch.Tensor, q: torch.Tensor, buf_size: list[int], M: int,
+                     out_size: list[int], bias: torch.Tensor | None) -> torch.Tensor:
+    """Both forms' tail: add ``vals (rows, C_out)`` into the output buffer at the positions
+    ``q (B, ..., 3, L)`` per axis (rows: ``...``, then the ``L^3`` positions), crop the margin of
+    ``M - 1``, add ``bias`` -> ``(B, C_out, Ox, Oy, Oz)``, channels-last-3d strides."""
+    B, cout = q.shape[0], vals.shape[-1]
     flat = (q[..., 0, :, None, None] * buf_size[1] + q[..., 1, None, :, None]) * buf_size[2]
-    flat = flat + q[..., 2, None, None, :]  # (B, N, P, M, M, M)
-    flat = flat + torch.arange(B, device=t.device).view(B, 1, 1, 1, 1, 1) * math.prod(buf_size)
+    flat = flat + q[..., 2, None, None, :]  # (B, ..., L, L, L)
+    batch = torch.arange(B, device=q.device).view(B, *[1] * (flat.dim() - 1))
+    flat = flat + batch * math.prod(buf_size)
     buf = vals.new_zeros(B * math.prod(buf_size), cout)
-    buf = buf.index_add(0, flat.reshape(-1), vals.reshape(-1, cout))
+    buf = buf.index_add(0, flat.reshape(-1), vals)
     buf = buf.view(B, *buf_size, cout)[:, M - 1:M - 1 + out_size[0], M - 1:M - 1 + out_size[1],
                                         M - 1:M - 1 + out_size[2]]  # (B, Ox, Oy, Oz, C_out)
     if bias is not None:
@@ -242,16 +260,8 @@ def _sparse_conv3d_window(t: torch.Tensor, t0: torch.Tensor, Wl: int, Q: int,
     o0 = torch.div(t0, s, rounding_mode="floor")  # (B, N, 3) window start / s = o0 + M - 1
     buf_size = [(g - 1 + k) // s + Q for g in grid]
     q = o0[..., None] + torch.arange(Q, device=dev)  # (B, N, 3, Q) buffer positions
-    flat = (q[..., 0, :, None, None] * buf_size[1] + q[..., 1, None, :, None]) * buf_size[2]
-    flat = flat + q[..., 2, None, None, :]  # (B, N, Q, Q, Q)
-    flat = flat + torch.arange(B, device=dev).view(B, 1, 1, 1, 1) * math.prod(buf_size)
-    buf = patch.new_zeros(B * math.prod(buf_size), cout)
-    buf = buf.index_add(0, flat.reshape(-1), patch.transpose(0, 1).reshape(-1, cout))
-    buf = buf.view(B, *buf_size, cout)[:, M - 1:M - 1 + out_size[0], M - 1:M - 1 + out_size[1],
-                                        M - 1:M - 1 + out_size[2]]  # (B, Ox, Oy, Oz, C_out)
-    if bias is not None:
-        buf = buf + bias
-    return buf.permute(0, 4, 1, 2, 3).contiguous(memory_format=torch.channels_last_3d)
+    return _scatter_patches(patch.transpose(0, 1).reshape(-1, cout), q, buf_size, M, out_size,
+                            bias)
 
 
 class SparseOneHotConv3d(nn.Conv3d):
