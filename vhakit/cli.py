@@ -83,7 +83,7 @@ def _cmd_make_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
+def _cmd_train_vha(args: argparse.Namespace) -> int:
     import time
 
     from vhakit.data.datasets import MeshDataset
@@ -112,7 +112,7 @@ def _cmd_train_vha(args: argparse.Namespace) -> int:  # owner: VHA issue (5)
     return 0
 
 
-def _cmd_train_bcp(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
+def _cmd_train_bcp(args: argparse.Namespace) -> int:
     from vhakit.training.bcp import train_bcp
 
     if args.no_code_loss and args.no_vertex_loss:
@@ -140,7 +140,7 @@ def _bcp_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def _cmd_train_baseline(args: argparse.Namespace) -> int:  # owner: BCP issue (6)
+def _cmd_train_baseline(args: argparse.Namespace) -> int:
     from vhakit.training.bcp import train_baseline
 
     try:
@@ -182,16 +182,29 @@ def _steps(text: str) -> int:
     return value
 
 
-def _add_run_flags(p: argparse.ArgumentParser) -> None:
+_DATA = {"required": True, "metavar": "DIR", "help": "multi-view dataset folder (vhakit make-data)"}
+_EVAL_DATA = {"default": None, "metavar": "DIR", "help": "evaluated after each epoch"}
+_VHA_RUN = {"required": True, "metavar": "RUN_DIR",
+            "help": "trained VHA run folder or checkpoint (vhakit train-vha)"}
+
+
+def _add_train_command(sub, name: str, help: str, func, out: str, inputs: dict[str, dict],
+                       switches: dict[str, str] | None = None) -> None:
+    """A train-* sub-command: ``--preset``, the ``inputs`` flags (name -> add_argument keywords),
+    ``--out``, ``--resume`` / ``--overwrite``, the ``switches`` (store_true flag -> help), then
+    the flags every train-* command shares: budget, compile, and any config field."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
+    for flag, kwargs in inputs.items():
+        p.add_argument(flag, **kwargs)
+    p.add_argument("--out", default=out, help="run folder")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from the run's last.pt")
     group.add_argument("--overwrite", action="store_true",
                        help="start afresh in a used run folder: delete its checkpoints and logs "
                             "(refused if it holds other files)")
-
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """The flags every train-* command shares: budget, compile, and any config field."""
+    for flag, text in (switches or {}).items():
+        p.add_argument(flag, action="store_true", help=text)
     p.add_argument("--max-steps", type=_steps, default=None, metavar="N",
                    help="stop after this many steps in total (default: the preset's budget)")
     p.add_argument("--compile", choices=("off", "on", "auto"), default=None,
@@ -201,14 +214,15 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="override any field of the run's model, task or train config, e.g. "
                         "--set epochs=20 --set lr=3e-4 (repeatable; section.field when a name "
                         "is in several sections); saved with the run's config")
+    p.set_defaults(func=func)
 
 
-def _print_result(what: str, res) -> None:  # owner: BCP issue (6)
+def _print_result(what: str, res) -> None:
     best = "" if res.best is None else f"; best eval MPVE {res.best:.1f} mm"
     print(f"{what}: checkpoint {res.checkpoint}{best}")
 
 
-def _flag_names(err: Exception) -> str:  # owner: BCP issue (6)
+def _flag_names(err: Exception) -> str:
     return str(err).replace("resume=True", "--resume").replace("overwrite=True", "--overwrite")
 
 
@@ -232,7 +246,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
+def _cmd_ablate(args: argparse.Namespace) -> int:
     from vhakit.experiments.ablate import default_results_dir, run_sweep
     from vhakit.runtime import fast_mode
 
@@ -248,7 +262,7 @@ def _cmd_ablate(args: argparse.Namespace) -> int:  # owner: tables issue (7)
     return 0
 
 
-def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:  # owner: teaching issue (11)
+def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:
     from vhakit.teaching.classroom_models import PRETRAINED_DIR, pretrain_classroom
 
     out = Path(args.out) if args.out else PRETRAINED_DIR
@@ -293,38 +307,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a complete dataset")
     p.set_defaults(func=_cmd_make_data)
 
-    p = sub.add_parser("train-vha", help="train the vertex heatmap autoencoder")
-    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
-    p.add_argument("--data", default=None, help="dataset folder (default: the prior_pool split)")
-    p.add_argument("--out", default="runs/vha", help="run folder")
-    _add_run_flags(p)
-    _add_config_flags(p)
-    p.set_defaults(func=_cmd_train_vha)
-
-    p = sub.add_parser("train-bcp", help="train the body code predictor (needs a trained VHA)")
-    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
-    p.add_argument("--data", required=True, metavar="DIR",
-                   help="multi-view dataset folder (vhakit make-data)")
-    p.add_argument("--vha", required=True, metavar="RUN_DIR",
-                   help="trained VHA run folder or checkpoint (vhakit train-vha)")
-    p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
-    p.add_argument("--out", default="runs/bcp", help="run folder")
-    _add_run_flags(p)
-    p.add_argument("--no-code-loss", action="store_true", help="drop the latent-code L1 (Table 1)")
-    p.add_argument("--no-vertex-loss", action="store_true", help="drop the vertex L1 (Table 1)")
-    p.add_argument("--no-init", action="store_true",
-                   help="do not initialise the 3D encoder from the VHA encoder (Table 1)")
-    _add_config_flags(p)
-    p.set_defaults(func=_cmd_train_bcp)
-    p = sub.add_parser("train-baseline", help="train the LMT-style baseline")
-    p.add_argument("--preset", default="teaching", help="tiny | teaching | paper")
-    p.add_argument("--data", required=True, metavar="DIR",
-                   help="multi-view dataset folder (vhakit make-data)")
-    p.add_argument("--eval-data", default=None, metavar="DIR", help="evaluated after each epoch")
-    p.add_argument("--out", default="runs/baseline", help="run folder")
-    _add_run_flags(p)
-    _add_config_flags(p)
-    p.set_defaults(func=_cmd_train_baseline)
+    _add_train_command(sub, "train-vha", "train the vertex heatmap autoencoder", _cmd_train_vha,
+                       "runs/vha", {"--data": {"default": None, "help": "dataset folder "
+                                               "(default: the prior_pool split)"}})
+    _add_train_command(sub, "train-bcp", "train the body code predictor (needs a trained VHA)",
+                       _cmd_train_bcp, "runs/bcp",
+                       {"--data": _DATA, "--vha": _VHA_RUN, "--eval-data": _EVAL_DATA},
+                       {"--no-code-loss": "drop the latent-code L1 (Table 1)",
+                        "--no-vertex-loss": "drop the vertex L1 (Table 1)",
+                        "--no-init": "do not initialise the 3D encoder from the VHA encoder "
+                                     "(Table 1)"})
+    _add_train_command(sub, "train-baseline", "train the LMT-style baseline", _cmd_train_baseline,
+                       "runs/baseline", {"--data": _DATA, "--eval-data": _EVAL_DATA})
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
     p.add_argument("--model", required=True, help="a BCP or baseline run folder / checkpoint")
     p.add_argument("--data", default=None, help="a multi-view dataset folder (default: build "
