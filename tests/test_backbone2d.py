@@ -150,3 +150,18 @@ def test_shipped_backbone_reproduces_its_card(path, tmp_path):
     # the shipped file is what backbone_init="pose2d" picks for its widths
     cfg = MultiViewConfig(**payload["config"])
     assert read_backbone_file("pose2d", cfg)["config"] == payload["config"]
+
+
+def test_cli_pretrain_backbone(tiny_views, tmp_path, capsys):
+    from vhakit.cli import main
+    from vhakit.training.trainer import read_run
+
+    out = tmp_path / "bb"
+    args = ["pretrain-backbone", "--preset", "tiny", "--data", str(tiny_views), "--eval-data",
+            str(tiny_views), "--out", str(out), "--max-steps", "2"]
+    assert main([*args, "--set", "lr=5e-4"]) == 0
+    assert f"--set backbone_init={out}" in capsys.readouterr().out
+    ckpt = read_run(out, "pose2d")[1]
+    assert ckpt["position"]["step"] == 2 and ckpt["run_config"]["train"]["lr"] == 5e-4
+    assert main(args) == 1  # a used folder: a message naming the flags
+    assert "--resume" in capsys.readouterr().err

@@ -153,6 +153,26 @@ def _cmd_train_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pretrain_backbone(args: argparse.Namespace) -> int:
+    from vhakit.training.backbone2d import pretrain_backbone, pretraining_data
+
+    data = args.data
+    if data is None:
+        print("training data: the held-out prior_pool frames rendered with the preset's cameras "
+              "(built once under data/)")
+        data = pretraining_data(args.preset)
+    try:
+        res = pretrain_backbone(preset=args.preset, data=data, out_dir=args.out,
+                                resume=args.resume, overwrite=args.overwrite,
+                                eval_data=args.eval_data, **_overrides(args, "pose2d"))
+    except FileExistsError as err:
+        raise ValueError(_flag_names(err)) from err
+    best = "" if res.best is None else f"; best eval 2D error {res.best:.2f} px"
+    print(f"backbone: checkpoint {res.checkpoint}{best}; train BCP or the baseline from it with "
+          f"--set backbone_init={res.out_dir}")
+    return 0
+
+
 def _overrides(args: argparse.Namespace, stage: str) -> dict:
     """Config overrides of a train-* command: ``--set FIELD=VALUE`` items (typed by the field
     they set), then ``--max-steps`` and ``--compile``, which must not repeat a ``--set``."""
@@ -319,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(Table 1)"})
     _add_train_command(sub, "train-baseline", "train the LMT-style baseline", _cmd_train_baseline,
                        "runs/baseline", {"--data": _DATA, "--eval-data": _EVAL_DATA})
+    _add_train_command(sub, "pretrain-backbone", "pretrain the BCP / baseline 2D backbone on 2D "
+                       "vertex positions (then --set backbone_init=RUN in train-bcp / "
+                       "train-baseline)", _cmd_pretrain_backbone, "runs/backbone2d",
+                       {"--data": {"default": None, "metavar": "DIR", "help": "multi-view "
+                                   "dataset folder (default: held-out prior_pool frames rendered "
+                                   "with the preset's cameras)"}, "--eval-data": _EVAL_DATA})
     p = sub.add_parser("evaluate", help="reconstruct a test set, fit SMPL, print metrics")
     p.add_argument("--model", required=True, help="a BCP or baseline run folder / checkpoint")
     p.add_argument("--data", default=None, help="a multi-view dataset folder (default: build "

@@ -591,5 +591,7 @@ def parse_overrides(items, classes: dict[str, type]) -> dict:
 RUN_CLASSES = {"vha": {"model": VHAConfig, "task": VHATaskConfig, "train": TrainConfig},
                "bcp": {"model": BCPConfig, "task": BCPTaskConfig, "train": TrainConfig},
                "baseline": {"model": BaselineConfig, "task": BaselineTaskConfig,
-                            "train": TrainConfig}}
+                            "train": TrainConfig},
+               # pose-2D pretraining of the BCP / baseline backbone (vhakit.training.backbone2d)
+               "pose2d": {"model": BCPConfig, "train": TrainConfig}}
 __all__ += ["parse_overrides", "RUN_CLASSES"]
