@@ -130,20 +130,22 @@ def test_cli_passes_its_arguments(tmp_path, monkeypatch, capsys):
 
     calls = []
 
-    def fake(out_dir, preset, seed, progress, cache_dir=None, reuse_vha=None, epochs=None):
-        calls.append((out_dir, preset, seed, progress, cache_dir, reuse_vha, epochs))
+    def fake(out_dir, preset, seed, progress, cache_dir=None, reuse_vha=None, epochs=None,
+             backbone_init=""):
+        calls.append((out_dir, preset, seed, progress, cache_dir, reuse_vha, epochs,
+                      backbone_init))
         return {"metrics": {"bcp": {"mpve108_mm": 12.34, "num_frames": 3.0}},
                 "files": {"bcp.pt": {}}, "total_bytes": 2_000_000}
 
     monkeypatch.setattr(cm, "pretrain_classroom", fake)
     assert main(["pretrain-classroom", "--preset", "tiny", "--seed", "3", "--out",
                  str(tmp_path), "--quiet"]) == 0
-    assert calls == [(tmp_path, "tiny", 3, False, None, None, None)]
+    assert calls == [(tmp_path, "tiny", 3, False, None, None, None, "")]
     assert "mpve108_mm 12.3" in capsys.readouterr().out
     assert main(["pretrain-classroom", "--quiet", "--cache", "runs/cache/models",
-                 "--reuse-vha", "v/vha.pt", "--epochs", "0.5"]) == 0
+                 "--reuse-vha", "v/vha.pt", "--epochs", "0.5", "--backbone-init", "pose2d"]) == 0
     assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False, "runs/cache/models", "v/vha.pt",
-                         0.5)
+                         0.5, "pose2d")
 
 
 def test_notebook_04_trains_when_asked(monkeypatch):

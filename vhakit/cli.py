@@ -288,7 +288,8 @@ def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else PRETRAINED_DIR
     card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,
                               cache_dir=args.cache, progress=not args.quiet,
-                              reuse_vha=args.reuse_vha, epochs=args.epochs)
+                              reuse_vha=args.reuse_vha, epochs=args.epochs,
+                              backbone_init=args.backbone_init)
     for name, metrics in card["metrics"].items():
         print(f"{name:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
                                         if k != "num_frames"))
@@ -387,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep this classroom vha.pt and train only the BCP and the baseline")
     p.add_argument("--epochs", type=float, default=None,
                    help="BCP and baseline epochs instead of the preset budget's rule")
+    p.add_argument("--backbone-init", default="", metavar="SOURCE",
+                   help="start the BCP and baseline 2D backbones from 'pose2d' (the kit's "
+                        "pose-pretrained one) or a pretrain-backbone run (default: random)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_pretrain_classroom)
     return parser

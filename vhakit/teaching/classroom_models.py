@@ -198,7 +198,7 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
                        seed: int = 0, *, cache_dir: str | os.PathLike | None = None,
                        eval_frames: int = 24, progress: bool = True,
                        reuse_vha: str | os.PathLike | None = None,
-                       epochs: float | None = None) -> dict:
+                       epochs: float | None = None, backbone_init: str = "") -> dict:
     """Train (or reuse from ``cache_dir``) the ``preset`` VHA, BCP and baseline with ``seed``,
     write ``vha.pt``, ``bcp.pt``, ``baseline.pt``, ``card.json`` and ``MODEL_CARD.md`` to
     ``out_dir`` and return the card.
@@ -214,6 +214,9 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
             the card records the reused file's sha256 and its training seconds as 0.
         epochs: passes of the BCP and the baseline over their training frames, instead of the
             preset budget's rule (its step floor is then dropped); the card records the budget.
+        backbone_init: the BCP's and the baseline's 2D backbone start (``"pose2d"``: the kit's
+            pose-pretrained one; see :class:`~vhakit.config.MultiViewConfig`), alike for both.
+    Runs with ``epochs`` or ``backbone_init`` are cached apart (``cache_dir/<setting>``).
     """
     from vhakit.config import config_dict
     from vhakit.experiments.pipeline import (
@@ -230,8 +233,16 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
     cache = Path(cache_dir) if cache_dir is not None else Path(
         "runs/classroom-fast" if fast else "runs/classroom")
     budget = get_budget(preset)
+    variant = []
     if epochs is not None:
         budget = dataclasses.replace(budget, epochs=float(epochs), min_steps=0)
+        variant.append(f"epochs{float(epochs):g}")
+    if backbone_init:
+        overrides = {**budget.overrides, **{stage: {**budget.overrides.get(stage, {}),
+                                                    "backbone_init": backbone_init}
+                                            for stage in ("bcp", "baseline")}}
+        budget = dataclasses.replace(budget, overrides=overrides)
+        variant.append("backbone-" + hashlib.sha1(backbone_init.encode()).hexdigest()[:8])
     specs = {"bcp": ExperimentSpec("vha_bcp", preset=preset, train_split=EVAL_SPLIT, seed=seed),
              "baseline": ExperimentSpec("baseline", preset=preset, train_split=EVAL_SPLIT,
                                         seed=seed)}
@@ -246,6 +257,8 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         reused = hashlib.sha256(reuse_vha.read_bytes()).hexdigest()
         vha, vha_dir = load_pretrained("vha", reuse_vha.parent), None
         cache = cache / f"reuse-{reused[:12]}"
+    if variant:  # the predictors' cache folder names do not see these settings
+        cache = cache / "-".join(variant)
     models = {"vha": (vha, {"model": config_dict(vha.config)}, vha_dir)}
     for name, spec in specs.items():
         model, run_dir = train_predictor(spec, cache, budget, progress,
@@ -269,7 +282,10 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
     ds = card_frames({"data": {"test_split": EVAL_SPLIT, "data_preset": budget.data_preset,
                                "eval_frames": eval_frames}}, progress=progress)
     command = (("VHAKIT_FAST=1 " if fast else "") + f"{_CMD} --preset {preset} --seed {seed}"
-               + ("" if out_dir.resolve() == PRETRAINED_DIR else f" --out {out_dir}"))
+               + ("" if out_dir.resolve() == PRETRAINED_DIR else f" --out {out_dir}")
+               + ("" if reuse_vha is None else f" --reuse-vha {reuse_vha}")
+               + ("" if epochs is None else f" --epochs {float(epochs):g}")
+               + (f" --backbone-init {backbone_init}" if backbone_init else ""))
     card = {
         "format": "vhakit-classroom-card-1", "preset": preset, "seed": seed, "fast_mode": fast,
         "command": command, "budget": asdict(budget),
