@@ -346,8 +346,8 @@ def fit(model: torch.nn.Module, task: Task, train_data: Dataset, config: TrainCo
     env = _setup_dist(config)
     det_before = torch.are_deterministic_algorithms_enabled()
     try:
-        return _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, resume,
-                    run_config, progress, stale)
+        return _fit(model, task, config, env, out_dir, run_config, train_data=train_data,
+                    eval_data=eval_data, resume=resume, progress=progress, stale=stale)
     finally:
         torch.use_deterministic_algorithms(det_before)
         if env.owns_group:
@@ -363,10 +363,9 @@ def _run_files(out_dir: Path) -> list[Path]:
         and any(p.name.startswith(f".{name}.") for name in RUN_FILES)))
 
 
-def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, resume,
-         run_config, progress, stale) -> TrainResult:
-    from tqdm.auto import tqdm
-
+def _fit(model, task, config, env, out_dir, run_config, *, train_data, eval_data, resume,
+         progress, stale) -> TrainResult:
+    """:func:`fit` once its arguments are checked and its processes are set up."""
     if env.main:
         for path in stale:
             path.unlink(missing_ok=True)
@@ -381,160 +380,206 @@ def _fit(model, task, train_data, config, out_dir, ckpt_path, env, eval_data, re
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
     _seed_everything(config.seed)
-    device = env.device
-    model.to(device)
+    model.to(env.device)
     if config.channels_last:  # 3D convolutions only: 2D layers (BCP's backbone) keep theirs
         from vhakit.models.bcp import channels_last_3d
 
         channels_last_3d(model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    epoch, skip, step, history, best = 0, 0, 0, [], None
-    run_id = uuid.uuid4().hex  # in every checkpoint; a resumed run keeps its id
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        run_id = ckpt.get("run_id") or run_id
-        check_compatible(ckpt["run_config"], json.loads(json.dumps(run_config)), ckpt_path)
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as err:
-            raise ValueError(f"{ckpt_path} does not fit this model: {err}") from err
-        _set_rng_state(ckpt["rng"])
-        pos = ckpt["position"]
-        epoch, skip, step = pos["epoch"], pos["batch"], pos["step"]
-        history, best = list(ckpt.get("history", [])), ckpt.get("best")
-        if env.main:
-            _write_history(out_dir, history)  # drop rows logged after the checkpoint
-    elif resume and env.main:
-        deleted = f" (deleted {', '.join(p.name for p in stale)})" if stale else ""
-        print(f"resume: no checkpoint in {out_dir}; starting a new run{deleted}")
-    net = model
-    if env.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    # untried: the net is compiled and its first step has not run yet
-    eager_net = net
-    net, untried = _maybe_compile(net, config, device, env.main)
-    local_batch = config.batch_size // env.world
-    indexed = _Indexed(train_data)
-    sampler = _ResumableSampler(indexed, num_replicas=env.world, rank=env.rank, shuffle=True,
-                                seed=config.seed, drop_last=True)
-    loader = DataLoader(indexed, batch_size=local_batch, sampler=sampler,
-                        drop_last=True, num_workers=config.num_workers,
-                        pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(config.seed))
-    steps_per_epoch = sampler.num_samples // local_batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"train_data has {len(train_data)} samples, fewer than one batch of "
-                         f"{config.batch_size}; lower batch_size or add data")
-    eval_loader = None if eval_data is None else DataLoader(
-        _Indexed(eval_data), batch_size=config.batch_size, shuffle=False,
-        num_workers=config.num_workers, pin_memory=device.type == "cuda")
-    horizon = min(config.max_steps or math.inf, config.epochs * steps_per_epoch)  # lr schedule
-    use_amp = config.autocast == "bf16" or (config.autocast == "auto" and device.type == "cuda")
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext())
-    saved_step = step if resume else -1
+    run = _Run(model, task, config, env, out_dir, run_config)
+    if resume:
+        run.resume(stale)
+    return run.train(train_data, eval_data, progress)
 
-    def state() -> dict:
-        ep, b = (epoch + 1, 0) if skip >= steps_per_epoch else (epoch, skip)
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(), "position": {"epoch": ep, "batch": b, "step": step},
-                "history": history, "best": best, "run_config": run_config, "run_id": run_id}
 
-    def evaluate() -> None:
-        nonlocal best
-        if eval_loader is not None and env.main:
-            model.eval()
-            with amp:
-                metrics = task.evaluate(model, eval_loader, device)
-            model.train()
-            history.append({"split": "eval", "step": step, "epoch": epoch, **metrics})
-            value = metrics.get(task.primary_metric)
-            if value is not None and (best is None or value < best):
-                best = value
-                save_checkpoint(out_dir / "best.pt", state())
-            _write_history(out_dir, history)
+class _Run:
+    """One :func:`fit` call: the model and what trains it (``net``: the model, in DDP and/or
+    compiled; the optimiser), where it stands (``epoch``, ``skip`` batches into it, ``step``),
+    the history and the best evaluation. The methods are the steps of :meth:`train`'s loop."""
+
+    def __init__(self, model, task: Task, config: TrainConfig, env: _Dist, out_dir: Path,
+                 run_config: dict) -> None:
+        self.model, self.task, self.config, self.env = model, task, config, env
+        self.out_dir, self.ckpt_path, self.run_config = out_dir, out_dir / "last.pt", run_config
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.epoch, self.skip, self.step, self.history, self.best = 0, 0, 0, [], None
+        self.run_id = uuid.uuid4().hex  # in every checkpoint; a resumed run keeps its id
+        self.saved_step = -1  # the step of last.pt as written or resumed from
+
+    def resume(self, stale: list[Path]) -> None:
+        """Continue from ``last.pt`` (weights, optimiser, RNG states, position, history) if it
+        exists; else a new run starts (``stale``: the files deleted for it)."""
+        if self.ckpt_path.exists():
+            ckpt = load_checkpoint(self.ckpt_path, map_location=self.env.device)
+            self.run_id = ckpt.get("run_id") or self.run_id
+            check_compatible(ckpt["run_config"], json.loads(json.dumps(self.run_config)),
+                             self.ckpt_path)
+            try:
+                self.model.load_state_dict(ckpt["model"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise ValueError(f"{self.ckpt_path} does not fit this model: {err}") from err
+            _set_rng_state(ckpt["rng"])
+            pos = ckpt["position"]
+            self.epoch, self.skip, self.step = pos["epoch"], pos["batch"], pos["step"]
+            self.history, self.best = list(ckpt.get("history", [])), ckpt.get("best")
+            if self.env.main:
+                _write_history(self.out_dir, self.history)  # drop rows logged after the checkpoint
+        elif self.env.main:
+            deleted = f" (deleted {', '.join(p.name for p in stale)})" if stale else ""
+            print(f"resume: no checkpoint in {self.out_dir}; starting a new run{deleted}")
+        self.saved_step = self.step
+
+    def _prepare(self, train_data: Dataset, eval_data: Dataset | None):
+        """``net``, the loaders, ``horizon`` and ``amp``; returns (loader, sampler, local batch)."""
+        cfg, env, device = self.config, self.env, self.env.device
+        net = self.model
         if env.world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None)
+        # untried: the net is compiled and its first step has not run yet
+        self.eager_net = net
+        self.net, self.untried = _maybe_compile(net, cfg, device, env.main)
+        local_batch = cfg.batch_size // env.world
+        indexed = _Indexed(train_data)
+        sampler = _ResumableSampler(indexed, num_replicas=env.world, rank=env.rank, shuffle=True,
+                                    seed=cfg.seed, drop_last=True)
+        loader = DataLoader(indexed, batch_size=local_batch, sampler=sampler,
+                            drop_last=True, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda",
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        self.steps_per_epoch = sampler.num_samples // local_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"train_data has {len(train_data)} samples, fewer than one batch of "
+                             f"{cfg.batch_size}; lower batch_size or add data")
+        self.eval_loader = None if eval_data is None else DataLoader(
+            _Indexed(eval_data), batch_size=cfg.batch_size, shuffle=False,
+            num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        self.horizon = min(cfg.max_steps or math.inf, cfg.epochs * self.steps_per_epoch)  # lr
+        use_amp = cfg.autocast == "bf16" or (cfg.autocast == "auto" and device.type == "cuda")
+        self.amp = torch.autocast(device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
+        return loader, sampler, local_batch
+
+    def train(self, train_data: Dataset, eval_data: Dataset | None, progress: bool) -> TrainResult:
+        from tqdm.auto import tqdm
+
+        loader, sampler, local_batch = self._prepare(train_data, eval_data)
+        cfg, per_epoch = self.config, self.steps_per_epoch
+        self.model.train()
+        done = cfg.max_steps and self.step >= cfg.max_steps
+        self.sums, self.count, self.t0 = None, 0, time.perf_counter()  # since the last log row
+        # one bar over the whole run: its total is the real budget (max_steps or epochs x steps)
+        last_epoch = math.ceil(self.horizon / per_epoch)
+        # (the description is there from the first render: a short run may finish before tqdm's
+        # minimum refresh interval and show only that render)
+        bar = tqdm(total=int(self.horizon), initial=min(self.step, int(self.horizon)),
+                   unit="step", desc=f"epoch {self.epoch + 1}/{last_epoch}",
+                   disable=not (progress and self.env.main), leave=False)
+        while self.epoch < cfg.epochs and not done:
+            sampler.set_position(self.epoch, self.skip * local_batch)
+            bar.set_description(f"epoch {self.epoch + 1}/{last_epoch}", refresh=False)
+            for batch in loader:
+                metrics = self._optimizer_step(_to_device(batch, self.env.device))
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.skip == per_epoch:
+                    bar.set_postfix(loss=f"{self._log_train(metrics):.4f}", refresh=False)
+                if cfg.eval_every and self.step % cfg.eval_every == 0:
+                    self.evaluate()
+                if cfg.save_every and self.step % cfg.save_every == 0 and self.skip < per_epoch:
+                    self.save()  # (the end of an epoch saves after its evaluation, below)
+                if cfg.max_steps and self.step >= cfg.max_steps:
+                    done = True
+                    break
+            if self.skip >= per_epoch:
+                if not cfg.eval_every:
+                    self.evaluate()
+                self.save()  # position: start of the next epoch
+                self.epoch, self.skip = self.epoch + 1, 0
+        bar.close()
+        self.save()
+        return TrainResult(self.model, self.history, self.out_dir, self.ckpt_path, self.best)
+
+    def _optimizer_step(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Loss, backward, one Adam step at the schedule's learning rate; adds the loss and the
+        task's metrics (returned) to the sums of the next log row."""
+        cfg = self.config
+        ctx = StepContext(epoch=self.epoch, step=self.step, device=self.env.device, seed=cfg.seed)
+        try:
+            loss, metrics = _loss_and_backward(self.task, self.net, batch, ctx, self.amp,
+                                               self.optimizer)
+        except Exception as err:
+            if not self.untried:
+                raise
+            # The first compiled step failed (no Triton, an unsupported op, ...): the same
+            # step eagerly raises the error if it was not compile's, else training goes on.
+            self.net, self.untried = self.eager_net, False
+            loss, metrics = _loss_and_backward(self.task, self.net, batch, ctx, self.amp,
+                                               self.optimizer)
+            warnings.warn(f"torch.compile failed ({_first_line(err)}); training without "
+                          "it. Set compile='off' to skip the attempt.", stacklevel=2)
+        self.untried = False  # only the first compiled step falls back
+        for group in self.optimizer.param_groups:  # a pure function of the step: exact resume
+            group["lr"] = lr_at(cfg, self.step, self.horizon)
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.step, self.skip = self.step + 1, self.skip + 1
+        vals = torch.stack([loss.detach().float()] + [v.float() for v in metrics.values()])
+        self.sums, self.count = (vals if self.sums is None else self.sums + vals), self.count + 1
+        return metrics
+
+    def _log_train(self, names) -> float:
+        """A train row (rank 0): the means since the last row over all processes, and the
+        throughput; FloatingPointError if the loss is not finite. Returns the mean loss."""
+        if self.env.world > 1:
+            dist.all_reduce(self.sums)
+            self.sums /= self.env.world
+        mean = (self.sums / self.count).tolist()
+        if not math.isfinite(mean[0]):
+            raise _diverged(f"the training loss became {mean[0]} (the mean of the last "
+                            f"{self.count} steps)", self.step, self.ckpt_path)
+        seconds = time.perf_counter() - self.t0
+        row = {"split": "train", "step": self.step, "epoch": self.epoch,
+               "loss": mean[0], **dict(zip(names, mean[1:], strict=True)),
+               "samples_per_s": self.count * self.config.batch_size / seconds}
+        self.sums, self.count, self.t0 = None, 0, time.perf_counter()
+        if self.env.main:
+            self.history.append(row)
+            _write_history(self.out_dir, self.history)
+        return row["loss"]
+
+    def state(self) -> dict:
+        over = self.skip >= self.steps_per_epoch  # then the position is the next epoch's start
+        ep, b = (self.epoch + 1, 0) if over else (self.epoch, self.skip)
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": _rng_state(), "position": {"epoch": ep, "batch": b, "step": self.step},
+                "history": self.history, "best": self.best, "run_config": self.run_config,
+                "run_id": self.run_id}
+
+    def evaluate(self) -> None:
+        """An eval row (rank 0) and ``best.pt`` when the primary metric improves."""
+        if self.eval_loader is not None and self.env.main:
+            self.model.eval()
+            with self.amp:
+                metrics = self.task.evaluate(self.model, self.eval_loader, self.env.device)
+            self.model.train()
+            self.history.append({"split": "eval", "step": self.step, "epoch": self.epoch, **metrics})
+            value = metrics.get(self.task.primary_metric)
+            if value is not None and (self.best is None or value < self.best):
+                self.best = value
+                save_checkpoint(self.out_dir / "best.pt", self.state())
+            _write_history(self.out_dir, self.history)
+        if self.env.world > 1:
             dist.barrier()
 
-    def save() -> None:
-        nonlocal saved_step
-        if saved_step != step:
+    def save(self) -> None:
+        """``last.pt`` (unless it holds this step); FloatingPointError if a weight is not finite."""
+        if self.saved_step != self.step:
             # every rank checks (DDP keeps the weights equal), so all stop together
-            if not _all_finite(model):
-                raise _diverged("the weights became NaN or infinite", step, ckpt_path)
-            if env.main:
-                save_checkpoint(ckpt_path, state())
-        saved_step = step
-
-    model.train()
-    done = config.max_steps and step >= config.max_steps
-    sums, count, t0 = None, 0, time.perf_counter()
-    # one bar over the whole run: its total is the real budget (max_steps or epochs x steps)
-    last_epoch = math.ceil(horizon / steps_per_epoch)
-    # (the description is there from the first render: a short run may finish before tqdm's
-    # minimum refresh interval and show only that render)
-    bar = tqdm(total=int(horizon), initial=min(step, int(horizon)), unit="step",
-               desc=f"epoch {epoch + 1}/{last_epoch}", disable=not (progress and env.main),
-               leave=False)
-    while epoch < config.epochs and not done:
-        sampler.set_position(epoch, skip * local_batch)
-        bar.set_description(f"epoch {epoch + 1}/{last_epoch}", refresh=False)
-        for batch in loader:
-            batch = _to_device(batch, device)
-            ctx = StepContext(epoch=epoch, step=step, device=device, seed=config.seed)
-            try:
-                loss, metrics = _loss_and_backward(task, net, batch, ctx, amp, optimizer)
-            except Exception as err:
-                if not untried:
-                    raise
-                # The first compiled step failed (no Triton, an unsupported op, ...): the same
-                # step eagerly raises the error if it was not compile's, else training goes on.
-                net, untried = eager_net, False
-                loss, metrics = _loss_and_backward(task, net, batch, ctx, amp, optimizer)
-                warnings.warn(f"torch.compile failed ({_first_line(err)}); training without "
-                              "it. Set compile='off' to skip the attempt.", stacklevel=2)
-            untried = False  # only the first compiled step falls back
-            for group in optimizer.param_groups:  # a pure function of the step: exact resume
-                group["lr"] = lr_at(config, step, horizon)
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            step, skip = step + 1, skip + 1
-            vals = torch.stack([loss.detach().float()] + [v.float() for v in metrics.values()])
-            sums, count = (vals if sums is None else sums + vals), count + 1
-            bar.update(1)
-            if step % config.log_every == 0 or skip == steps_per_epoch:
-                if env.world > 1:
-                    dist.all_reduce(sums)
-                    sums /= env.world
-                mean = (sums / count).tolist()
-                if not math.isfinite(mean[0]):
-                    raise _diverged(f"the training loss became {mean[0]} (the mean of the last "
-                                    f"{count} steps)", step, ckpt_path)
-                row = {"split": "train", "step": step, "epoch": epoch,
-                       "loss": mean[0], **dict(zip(metrics, mean[1:], strict=True)),
-                       "samples_per_s": count * config.batch_size / (time.perf_counter() - t0)}
-                sums, count, t0 = None, 0, time.perf_counter()
-                bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
-                if env.main:
-                    history.append(row)
-                    _write_history(out_dir, history)
-            if config.eval_every and step % config.eval_every == 0:
-                evaluate()
-            if config.save_every and step % config.save_every == 0 and skip < steps_per_epoch:
-                save()  # (the end of an epoch saves after its evaluation, below)
-            if config.max_steps and step >= config.max_steps:
-                done = True
-                break
-        if skip >= steps_per_epoch:
-            if not config.eval_every:
-                evaluate()
-            save()  # position: start of the next epoch
-            epoch, skip = epoch + 1, 0
-    bar.close()
-    save()
-    return TrainResult(model, history, out_dir, ckpt_path, best)
+            if not _all_finite(self.model):
+                raise _diverged("the weights became NaN or infinite", self.step, self.ckpt_path)
+            if self.env.main:
+                save_checkpoint(self.ckpt_path, self.state())
+        self.saved_step = self.step
 
 
 def _maybe_compile(net: torch.nn.Module, config: TrainConfig, device: torch.device,
