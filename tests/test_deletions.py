@@ -17,7 +17,7 @@ AUDITED = {
     "atomic_write_bytes": "its own temporary file when the write fails",
     "remove_recorded": "files listed in make-data's own manifest (.vhakit-dataset), and folders "
                        "this leaves empty",
-    "build_dataset": "the dataset's own .partial/ folder once it is empty",
+    "_start_build": "the dataset's own .partial/ folder once it is empty (build_dataset)",
     "_fit": "the run files of RUN_FILES (last.pt, best.pt, metrics.*, done.json) on --overwrite "
             "or a restart with no checkpoint, and their temporary files",
     "pretrain_classroom": "its own card.json while a new checkpoint set is written",

@@ -176,12 +176,44 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
     Returns:
         ``out_dir`` as a Path, holding a complete dataset.
     """
-    from tqdm.auto import tqdm
-
     from vhakit.body.model import BodyModel
-    from vhakit.data.render import part_colors
     from vhakit.data.splits import split_frames
 
+    cfg = _check_build_args(preset, seed, max_frames)
+    out_dir = Path(out_dir)
+    images = (split != "prior_pool") if images is None else bool(images)
+    body = body if body is not None else BodyModel.open()
+    recipe = {"preset": asdict(cfg), "split": split, "part": part, "seed": int(seed),
+              "images": images, "body_model": body.name,
+              "max_frames": None if max_frames is None else int(max_frames)}
+    if _is_built(out_dir, recipe):
+        return out_dir
+    # Checks split and part (and that there are frames) before anything is written.
+    frames = split_frames(split, part=part, size=cfg.size, seed=seed, body_model=body)
+    F = len(frames["poses"]) if max_frames is None else min(max_frames, len(frames["poses"]))
+    if F == 0:
+        raise ValueError(f"split {split!r} part {part!r} at size {cfg.size!r} has no frames")
+    _start_build(out_dir, recipe, overwrite)
+    frames["clip_centre"] = _clip_centres(body, frames, F, images)
+    arrays = _render_chunks(body, frames, F, cfg, (int(seed), split, part), out_dir, images,
+                            progress)
+    arrays.update({k: frames[k][:F].astype(np.float32) for k in ("poses", "betas", "transl")})
+    meta = {"num_frames": F, "num_views": cfg.num_views if images else 0,
+            "image_size": [cfg.image_px, cfg.image_px] if images else None,
+            "has_images": images, "body_model": body.name, "source": "vhakit synthetic",
+            "split": split, "part": part, "seed": int(seed), "preset": asdict(cfg),
+            "recipe": recipe, "frame_names": [str(n) for n in frames["names"][:F]],
+            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(arrays.items())}}
+    store.record_files(out_dir, [f"arrays/{name}.npy" for name in arrays] + ["meta.json"])
+    for name, arr in arrays.items():
+        store.atomic_save_npy(out_dir / "arrays" / f"{name}.npy", arr)
+    store.write_meta(out_dir, meta)
+    store.remove_recorded(out_dir, keep=_dataset_files(meta))  # .partial/ goes
+    return out_dir
+
+
+def _check_build_args(preset, seed, max_frames) -> DataPreset:
+    """The :class:`DataPreset` of ``preset``, once ``seed`` and ``max_frames`` are checked."""
     cfg = get_data_preset(preset) if isinstance(preset, str) else preset
     if not isinstance(cfg, DataPreset):
         raise TypeError(f"preset must be a name in {sorted(DATA_PRESETS)} or a DataPreset, got "
@@ -192,29 +224,32 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
                                    not isinstance(max_frames, (int, np.integer)) or max_frames < 1):
         raise ValueError(f"max_frames must be None (all frames) or a positive int, got "
                          f"{max_frames!r}")
-    out_dir = Path(out_dir)
-    images = (split != "prior_pool") if images is None else bool(images)
-    body = body if body is not None else BodyModel.open()
-    recipe = {"preset": asdict(cfg), "split": split, "part": part, "seed": int(seed),
-              "images": images, "body_model": body.name,
-              "max_frames": None if max_frames is None else int(max_frames)}
-    if (out_dir / "meta.json").is_file():
+    return cfg
+
+
+def _is_built(out_dir: Path, recipe: dict) -> bool:
+    """``out_dir`` holds the complete dataset of ``recipe`` (the clean-up of a build that stopped
+    after writing ``meta.json`` is finished here)."""
+    if not (out_dir / "meta.json").is_file():
+        return False
+    try:
+        done = store.read_meta(out_dir)
+    except store.DatasetCorrupt:
+        return False
+    if done.get("recipe") != recipe:
+        return False
+    if (out_dir / ".partial").exists():  # stopped after meta.json: finish the clean-up
         try:
-            done = store.read_meta(out_dir)
-        except store.DatasetCorrupt:
-            done = None
-        if done is not None and done.get("recipe") == recipe:
-            if (out_dir / ".partial").exists():  # stopped after meta.json: finish the clean-up
-                try:
-                    store.remove_recorded(out_dir, keep=_dataset_files(done))
-                except OSError:  # e.g. a read-only copy: the dataset is complete all the same
-                    pass
-            return out_dir
-    # Checks split and part (and that there are frames) before anything is written.
-    frames = split_frames(split, part=part, size=cfg.size, seed=seed, body_model=body)
-    F = len(frames["poses"]) if max_frames is None else min(max_frames, len(frames["poses"]))
-    if F == 0:
-        raise ValueError(f"split {split!r} part {part!r} at size {cfg.size!r} has no frames")
+            store.remove_recorded(out_dir, keep=_dataset_files(done))
+        except OSError:  # e.g. a read-only copy: the dataset is complete all the same
+            pass
+    return True
+
+
+def _start_build(out_dir: Path, recipe: dict, overwrite: bool) -> None:
+    """Claim ``out_dir`` and record ``recipe`` in ``.partial/``: a dataset built with other
+    settings goes (only with ``overwrite``), and so does an unfinished build of another recipe;
+    an unfinished build of this recipe is continued."""
     store.claim_dir(out_dir)  # refuses a file, or a folder holding files the kit did not write
     if (out_dir / "meta.json").exists():
         if not overwrite:
@@ -237,21 +272,36 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
         store.record_files(out_dir, [".partial/recipe.json"])
         store.atomic_write_bytes(recipe_file, recipe_bytes)
 
-    # Each clip's rig looks at the clip's mean pelvis (a studio set up around the performance).
-    frames["clip_centre"] = np.zeros((len(frames["poses"]), 3))
+
+def _clip_centres(body, frames: dict, F: int, images: bool) -> np.ndarray:
+    """Per frame ``(3,)``: the mean pelvis of its clip, where the clip's rig looks (a studio set
+    up around the performance); zeros without ``images`` and past the first ``F`` frames' clips."""
+    centres = np.zeros((len(frames["poses"]), 3))
     for clip in np.unique(frames["clip"][:F]) if images else ():
         m = frames["clip"] == clip
         with torch.no_grad():  # pelvis = transl + the rest pelvis of the clip's shape
             rest = body.from_poses(torch.zeros(1, 72), torch.as_tensor(frames["betas"][m][:1]),
                                    torch.zeros(1, 3)).joints[0, 0].double().numpy()
-        frames["clip_centre"][m] = frames["transl"][m].astype(np.float64).mean(axis=0) + rest
+        centres[m] = frames["transl"][m].astype(np.float64).mean(axis=0) + rest
+    return centres
+
+
+def _render_chunks(body, frames: dict, F: int, cfg: DataPreset, key: tuple, out_dir: Path,
+                   images: bool, progress: bool) -> dict[str, np.ndarray]:
+    """Render the first ``F`` frames chunk by chunk into ``.partial/`` (chunks already there are
+    kept: a resumed build continues) and return their arrays, concatenated."""
+    from tqdm.auto import tqdm
+
+    from vhakit.body.parts import part_colors
+
+    partial = out_dir / ".partial"
     colors = part_colors(body.part_labels, body.v_template)
-    key = (int(seed), split, part)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: faster, and bitwise reproducible
     try:
         starts = range(0, F, cfg.chunk)
-        bar = tqdm(total=F, desc=f"make-data {split}/{part}", unit="frame", disable=not progress)
+        bar = tqdm(total=F, desc=f"make-data {key[1]}/{key[2]}", unit="frame",
+                   disable=not progress)
         for c, s in enumerate(starts):
             path = partial / f"chunk_{c:05d}.npz"
             idx = np.arange(s, min(F, s + cfg.chunk))
@@ -267,20 +317,7 @@ def build_dataset(preset: str | DataPreset = "tiny", split: str = "h36m_like",
         chunks = [dict(np.load(partial / f"chunk_{c:05d}.npz")) for c in range(len(starts))]
     finally:
         torch.set_num_threads(threads)
-    arrays = {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
-    arrays.update({k: frames[k][:F].astype(np.float32) for k in ("poses", "betas", "transl")})
-    meta = {"num_frames": F, "num_views": cfg.num_views if images else 0,
-            "image_size": [cfg.image_px, cfg.image_px] if images else None,
-            "has_images": images, "body_model": body.name, "source": "vhakit synthetic",
-            "split": split, "part": part, "seed": int(seed), "preset": asdict(cfg),
-            "recipe": recipe, "frame_names": [str(n) for n in frames["names"][:F]],
-            "arrays": {k: [list(v.shape), str(v.dtype)] for k, v in sorted(arrays.items())}}
-    store.record_files(out_dir, [f"arrays/{name}.npy" for name in arrays] + ["meta.json"])
-    for name, arr in arrays.items():
-        store.atomic_save_npy(out_dir / "arrays" / f"{name}.npy", arr)
-    store.write_meta(out_dir, meta)
-    store.remove_recorded(out_dir, keep=_dataset_files(meta))  # .partial/ goes
-    return out_dir
+    return {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
 
 
 def _image_file(frame: int) -> str:
