@@ -122,17 +122,7 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
     minutes. A second run reuses the data and the checkpoints in ``out_dir/models``.
     """
     from vhakit.body.model import BodyModel
-    from vhakit.evaluation.recon import Reconstructions
-    from vhakit.experiments.pipeline import (
-        ExperimentSpec,
-        eval_dataset,
-        evaluate_vertices,
-        get_budget,
-        train_predictor,
-    )
-    from vhakit.runtime import fast_mode
-    from vhakit.training.bcp import predict_vertices
-    from vhakit.viz.figures import plot_history
+    from vhakit.experiments.pipeline import eval_dataset, get_budget
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -146,11 +136,41 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
         [[0.0] * 10, [1.0] + [0.0] * 9, [-1.0, 0.5] + [0.0] * 8, [0.5, -1.0] + [0.0] * 8]))
     fig.savefig(out_dir / "bodies.png", dpi=110)
     say(f"body model '{body.name}' ({body.num_vertices} vertices) -> bodies.png")
-
     budget = get_budget(preset)
-    models = out_dir / ("models-fast" if fast_mode() else "models")
     test = eval_dataset("h36m_like", budget, progress)
     say(f"data ready: h36m_like test, {len(test)} frames x {test.num_views} views")
+    rows, recons = _reconstruct(test, body, preset, seed, budget, out_dir, progress, say)
+    table = format_table(rows)
+    header = (f"vhakit demo: preset {preset}, h36m_like test ({len(test)} frames, "
+              f"{test.num_views} views), {time.perf_counter() - t_start:.0f} s in total\n\n")
+    (out_dir / "results.md").write_text(header + table + "\n")
+    print("\n" + header + table + "\n", flush=True)
+    recons.save(out_dir / "reconstructions.npz")
+    worst = int(np.argmax(recons.mpve_mm("baseline (LMT-style) fitted")))
+    fig = plot_comparison(recons, sorted({0, recons.num_frames // 2, worst}), recons.methods)
+    fig.savefig(out_dir / "comparison.png", dpi=100)
+    fig = Figure(figsize=(2.2 * test.num_views, 2.4))
+    axes = fig.subplots(1, test.num_views)
+    for v, ax in enumerate(np.atleast_1d(axes)):
+        ax.imshow(recons.images[0, v])
+        ax.set_title(f"view {v}", fontsize=9)
+        ax.axis("off")
+    fig.savefig(out_dir / "views.png", dpi=100)
+    say(f"wrote results.md, comparison.png, views.png, reconstructions.npz to {out_dir}")
+    return rows
+
+
+def _reconstruct(test, body, preset: str, seed: int, budget, out_dir: Path, progress: bool, say):
+    """Train (or reuse) the baseline and VHA+BCP, plot their training curves, reconstruct and fit
+    the ``test`` frames. Returns ``{method: metrics}`` and the
+    :class:`~vhakit.evaluation.recon.Reconstructions` of 24 frames spread over ``test``."""
+    from vhakit.evaluation.recon import Reconstructions
+    from vhakit.experiments.pipeline import ExperimentSpec, evaluate_vertices, train_predictor
+    from vhakit.runtime import fast_mode
+    from vhakit.training.bcp import predict_vertices
+    from vhakit.viz.figures import plot_history
+
+    models = out_dir / ("models-fast" if fast_mode() else "models")
     rows: dict[str, dict[str, float]] = {}
     preds, fitted = {}, {}
     for method, label in (("baseline", "baseline (LMT-style)"), ("vha_bcp", "VHA+BCP")):
@@ -165,16 +185,9 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
         fitted[label] = details["vertices"].numpy()
         gt_vertices = details["gt_vertices"].numpy()
         say(f"{label}: reconstructed and fitted {len(test)} frames")
-    table = format_table(rows)
-    header = (f"vhakit demo: preset {preset}, h36m_like test ({len(test)} frames, "
-              f"{test.num_views} views), {time.perf_counter() - t_start:.0f} s in total\n\n")
-    (out_dir / "results.md").write_text(header + table + "\n")
-    print("\n" + header + table + "\n", flush=True)
-
-    n_keep = min(len(test), 24)
-    keep = np.linspace(0, len(test) - 1, n_keep).round().astype(int)
+    keep = np.linspace(0, len(test) - 1, min(len(test), 24)).round().astype(int)
     sample = [test[int(i)] for i in keep]
-    recons = Reconstructions(
+    return rows, Reconstructions(
         faces=body.faces.numpy(),
         meshes={Reconstructions.GT: gt_vertices[keep],
                 **{f"{k} fitted": v[keep] for k, v in fitted.items()}},
@@ -185,16 +198,3 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
                          .astype(np.uint8) for s in sample]),
         K=test.arrays["K"][keep].numpy(), R=test.arrays["R"][keep].numpy(),
         t=test.arrays["t"][keep].numpy(), subsample_indices=body.subsample_indices.numpy())
-    recons.save(out_dir / "reconstructions.npz")
-    worst = int(np.argmax(recons.mpve_mm("baseline (LMT-style) fitted")))
-    fig = plot_comparison(recons, sorted({0, n_keep // 2, worst}), recons.methods)
-    fig.savefig(out_dir / "comparison.png", dpi=100)
-    fig = Figure(figsize=(2.2 * test.num_views, 2.4))
-    axes = fig.subplots(1, test.num_views)
-    for v, ax in enumerate(np.atleast_1d(axes)):
-        ax.imshow(recons.images[0, v])
-        ax.set_title(f"view {v}", fontsize=9)
-        ax.axis("off")
-    fig.savefig(out_dir / "views.png", dpi=100)
-    say(f"wrote results.md, comparison.png, views.png, reconstructions.npz to {out_dir}")
-    return rows
