@@ -11,6 +11,8 @@ busy shared machine slows them alike:
                                        (the VHA encoder on a dense 108-channel volume):
                                        isolates the folding
   baseline tiny / baseline teaching    the presets
+  ..., frozen backbone                 BCP / baseline with freeze_backbone=True (the
+                                       pose-pretrained 2D backbone kept fixed)
 
 Reported per case: samples/s (median step, wall clock), CPU seconds per sample, the peak extra
 memory of a step (Linux: peak RSS above the RSS before the step) and the trainable / frozen
@@ -117,6 +119,17 @@ def build_cases(presets: list[str], quick: bool, device: torch.device) -> list[C
         cases.append(Case(f"baseline {preset}", LMTBaseline(bcfg.model), BaselineTask(bcfg.task),
                           synthetic_batch(bcfg.train.batch_size, IMAGE_PX[preset]), device,
                           bcfg.train.autocast))
+        if not quick:  # freeze_backbone=True: no backward through the 2D backbone
+            frozen = BodyCodePredictor(cfg.model, vha.config).init_from_vha(vha)
+            frozen.front.backbone.requires_grad_(False)
+            cases.append(Case(f"bcp {preset}, frozen backbone", frozen, BCPTask(cfg.task), batch,
+                              device, cfg.train.autocast))
+            frozen = LMTBaseline(bcfg.model)
+            frozen.front.backbone.requires_grad_(False)
+            cases.append(Case(f"baseline {preset}, frozen backbone", frozen,
+                              BaselineTask(bcfg.task),
+                              synthetic_batch(bcfg.train.batch_size, IMAGE_PX[preset]), device,
+                              bcfg.train.autocast))
     return cases
 
 
