@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from vhakit._util import check_shape
+
 __all__ = ["compute_subsample_indices", "decimation_levels"]
 
 
@@ -121,10 +123,8 @@ def compute_subsample_indices(vertices: np.ndarray, faces: np.ndarray, n: int = 
     """
     vertices = np.asarray(vertices, float)
     faces = np.asarray(faces, np.int64)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {faces.shape}")
+    check_shape(vertices, "vertices", ("V", 3))
+    check_shape(faces, "faces", ("F", 3))
     if not 0 < n < len(vertices):
         raise ValueError(f"n must be in [1, {len(vertices)}), got {n}")
     keep = np.arange(len(vertices))  # original indices of the current level's vertices

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vhakit._util import check_shape
 from vhakit.data.store import MESH_ARRAYS, DatasetCorrupt, DatasetInfo, open_dataset, read_image
 
 __all__ = ["MeshDataset", "MultiViewDataset", "mesh_arrays_from_params", "as_multiview_dataset"]
@@ -31,8 +32,7 @@ def mesh_arrays_from_params(body, poses: np.ndarray, betas: np.ndarray, transl: 
     poses = np.asarray(poses, dtype=np.float32)
     F = len(poses)
     for name, arr, width in (("poses", poses, 72), ("betas", betas, 10), ("transl", transl, 3)):
-        if np.shape(arr) != (F, width):
-            raise ValueError(f"{name} must have shape ({F}, {width}), got {np.shape(arr)}")
+        check_shape(np.asarray(arr), name, (F, width))
     v108 = np.empty((F, 108, 3), np.float32)
     joints = np.empty((F, 24, 3), np.float32)
     with torch.no_grad():
@@ -82,8 +82,7 @@ class MeshDataset(Dataset):
             if len(arrays[key]) != F:
                 raise ValueError(f"arrays[{key!r}] has {len(arrays[key])} frames, poses has {F}")
         v = np.asarray(arrays["vertices108"])
-        if v.ndim != 3 or v.shape[2] != 3:
-            raise ValueError(f"vertices108 must have shape (F, N, 3), got {v.shape}")
+        check_shape(v, "vertices108", ("F", "N", 3))
         if not np.isfinite(v).all():
             raise ValueError("vertices108 contains NaN or inf; rebuild the dataset")
         self.arrays = {k: torch.as_tensor(np.asarray(arrays[k], dtype=np.float32))

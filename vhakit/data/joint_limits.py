@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vhakit._util import check_shape
+
 __all__ = ["JOINT_LIMITS_DEG", "ROOT_JOINT", "MIRROR_JOINT", "joint_limits_rad",
            "limit_violation_deg", "within_limits", "clamp_to_limits"]
 
@@ -99,9 +101,7 @@ def _as_pose_tensor(poses: torch.Tensor | np.ndarray, name: str = "poses") -> to
         poses = torch.from_numpy(poses)
     if not isinstance(poses, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor or numpy array, got {type(poses).__name__}")
-    if poses.shape[-1:] != (72,):
-        raise ValueError(f"{name} must have shape (..., 72) (SMPL axis-angle, 24 joints x 3), "
-                         f"got {tuple(poses.shape)}")
+    check_shape(poses, name, (..., 72), hint="; SMPL axis-angle poses are 24 joints x 3")
     return poses
 
 

@@ -224,9 +224,7 @@ def load_amass_npz(path: str | Path, pelvis_rest_m: np.ndarray | None = None) ->
         raise ValueError(f"{path}: poses must have shape (T, 156) (SMPL+H) or (T, 165) (SMPL-X), "
                          f"got {poses.shape}")
     trans = np.asarray(data["trans"], dtype=np.float64)
-    if trans.shape != (poses.shape[0], 3):
-        raise ValueError(f"{path}: trans must have shape ({poses.shape[0]}, 3) to match poses, "
-                         f"got {trans.shape}")
+    check_shape(trans, f"{path}: trans", (poses.shape[0], 3), hint="; one row per pose")
     betas = np.asarray(data["betas"], dtype=np.float64).reshape(-1)
     if betas.size < NUM_BETAS:
         raise ValueError(f"{path}: betas must hold at least {NUM_BETAS} values, got {betas.size}")

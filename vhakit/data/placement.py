@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from vhakit._util import check_shape
 from vhakit.data.motion import MotionClip
 from vhakit.geometry.rotations import axis_angle_to_matrix
 
@@ -96,8 +97,7 @@ def place_on_floor(clip: MotionClip, body_model: torch.nn.Module, mode: str = "c
     shift = -low if mode == "frame" else np.full_like(low, -low.min())
     if lift_m is not None:
         lift = np.asarray(lift_m, dtype=np.float64).reshape(-1)
-        if lift.shape != (clip.num_frames,):
-            raise ValueError(f"lift_m must have shape ({clip.num_frames},), got {lift.shape}")
+        check_shape(lift, "lift_m", (clip.num_frames,))
         shift = shift + lift
     transl = clip.transl.astype(np.float64).copy()
     transl[:, 1] += shift

@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vhakit._util import check_shape
 from vhakit.data.joint_limits import clamp_to_limits
 from vhakit.data.motion import MotionClip
 from vhakit.data.placement import foot_lock_xz, lowest_vertex_height, rest_joints, skeleton_joints
@@ -432,8 +433,7 @@ def make_clip(action: str, num_frames: int, fps: float, seed: int | torch.Genera
     gen = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     params = sample_params(action, gen)
     b = sample_betas(1, gen)[0] if betas is None else torch.as_tensor(betas, dtype=torch.float64)
-    if b.shape != (10,):
-        raise ValueError(f"betas must have shape (10,), got {tuple(b.shape)}")
+    check_shape(b, "betas", (10,))
     if body_model is None:
         from vhakit.body.model import BodyModel  # deferred: the body model is only needed here
         body_model = BodyModel.open()

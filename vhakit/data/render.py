@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vhakit._util import check_shape
 from vhakit.body.parts import PART_COLORS, part_colors
 from vhakit.geometry.camera import Camera
 
@@ -370,8 +371,7 @@ def render_views(verts_world_m: torch.Tensor, faces: torch.Tensor, cameras: Came
     if not isinstance(cameras, Camera) or len(cameras.batch_shape) != 1:
         raise ValueError("cameras must be a Camera with one batch dimension (K views); "
                          "use make_rig(...) or Camera.stack([...])")
-    if verts_world_m.dim() != 2 or verts_world_m.shape[-1] != 3:
-        raise ValueError(f"verts_world_m must have shape (V, 3), got {tuple(verts_world_m.shape)}")
+    check_shape(verts_world_m, "verts_world_m", ("V", 3))
     if not bool(torch.isfinite(verts_world_m).all()):
         raise ValueError("verts_world_m contains NaN or inf")
     V = verts_world_m.shape[0]
@@ -380,8 +380,7 @@ def render_views(verts_world_m: torch.Tensor, faces: torch.Tensor, cameras: Came
                          f"{faces.dtype}; convert with faces.long()")
     if bool((faces < 0).any() or (faces >= V).any()):
         raise ValueError(f"faces index vertices outside 0..{V - 1}")
-    if vertex_colors.shape != (V, 3):
-        raise ValueError(f"vertex_colors must have shape ({V}, 3), got {tuple(vertex_colors.shape)}")
+    check_shape(vertex_colors, "vertex_colors", (V, 3))
     W, H = cameras.image_size
     verts = verts_world_m.to(cameras.K)
     uv = cameras.project(verts)  # (K, V, 2)

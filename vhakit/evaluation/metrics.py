@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from vhakit._util import check_pair, check_points
+from vhakit._util import check_pair, check_points, check_shape, check_tensor
 from vhakit.geometry.procrustes import procrustes_align, similarity_procrustes
 from vhakit.geometry.rotations import axis_angle_to_matrix
 
@@ -44,9 +44,7 @@ def _aligned(pred: torch.Tensor, target: torch.Tensor, align: str,
             raise ValueError("align='root' needs pred_root and target_root (B, 3), e.g. the "
                              "pelvis joints of each mesh (joints[:, 0])")
         for name, r in (("pred_root", pred_root), ("target_root", target_root)):
-            if r.shape != (pred.shape[0], 3):
-                raise ValueError(f"{name} must have shape ({pred.shape[0]}, 3), "
-                                 f"got {tuple(r.shape)}")
+            check_shape(r, name, (pred.shape[0], 3))
         return pred - pred_root[:, None], target - target_root[:, None]
     raise ValueError(f"align must be one of {ALIGN_MODES}, got {align!r}")
 
@@ -123,13 +121,9 @@ def regress_joints(vertices: torch.Tensor, regressor: torch.Tensor) -> torch.Ten
         ``(B, J, 3)`` metres, in ``vertices``' dtype.
     """
     check_points(vertices, "vertices")
-    if not isinstance(regressor, torch.Tensor):
-        raise TypeError(f"regressor must be a torch.Tensor, got {type(regressor).__name__}; "
-                        "convert numpy arrays with torch.as_tensor(...)")
-    if regressor.dim() != 2 or regressor.shape[1] != vertices.shape[1]:
-        raise ValueError(f"regressor must have shape (J, {vertices.shape[1]}) for meshes of "
-                         f"{vertices.shape[1]} vertices, got {tuple(regressor.shape)}; a "
-                         "regressor is made for one mesh topology (e.g. SMPL's 6890 vertices)")
+    check_tensor(regressor, "regressor", ("J", vertices.shape[1]),
+                 hint=f"; meshes of {vertices.shape[1]} vertices need a regressor made for their "
+                 "topology (e.g. SMPL's 6890 vertices)")
     return torch.einsum("jv,bvc->bjc", regressor.to(vertices), vertices)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vhakit._util import atomic_write_bytes
+from vhakit._util import atomic_write_bytes, check_shape
 
 __all__ = ["Reconstructions", "ErrorScale", "error_scale", "views_showing_body",
            "representative_frame"]
@@ -52,11 +52,9 @@ class Reconstructions:
             raise ValueError(f"meshes must include {self.GT!r}; got {sorted(self.meshes)}")
         n, v = self.meshes[self.GT].shape[:2]
         for name, arr in {**self.meshes}.items():
-            if arr.shape != (n, v, 3):
-                raise ValueError(f"meshes[{name!r}] must have shape ({n}, {v}, 3), got {arr.shape}")
+            check_shape(arr, f"meshes[{name!r}]", (n, v, 3))
         for name, arr in self.points108.items():
-            if arr.ndim != 3 or arr.shape[0] != n or arr.shape[2] != 3:
-                raise ValueError(f"points108[{name!r}] must have shape ({n}, N, 3), got {arr.shape}")
+            check_shape(arr, f"points108[{name!r}]", (n, "N", 3))
         if not self.frame_names:
             self.frame_names = [f"frame {i}" for i in range(n)]
         if len(self.frame_names) != n:

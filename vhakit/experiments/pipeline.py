@@ -27,7 +27,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vhakit._util import write_json_atomic
+from vhakit._util import check_shape, write_json_atomic
 from vhakit.runtime import fast_mode
 
 __all__ = ["ExperimentSpec", "Budget", "BUDGETS", "get_budget", "run_experiment", "METRIC_NAMES",
@@ -572,9 +572,8 @@ def evaluate_vertices(pred108: torch.Tensor, dataset, body=None, fit: bool = Tru
     gt = dataset.arrays
     pred108 = pred108.detach().float().cpu()
     F = len(pred108)
-    if pred108.shape != gt["vertices108"].shape:
-        raise ValueError(f"pred108 must have shape {tuple(gt['vertices108'].shape)} (one row per "
-                         f"dataset frame), got {tuple(pred108.shape)}")
+    check_shape(pred108, "pred108", tuple(gt["vertices108"].shape),
+                hint="; one row per dataset frame")
     if not bool(torch.isfinite(pred108).all()):
         raise ValueError("pred108 contains NaN or inf: the model diverged; check its training log")
     per = {"mpve108_mm": mpve(pred108, gt["vertices108"], align="none") * 1000}

@@ -39,6 +39,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from vhakit._util import check_shape
 from vhakit.geometry.camera import Camera
 
 __all__ = ["AGGREGATIONS", "MIN_DEPTH_M", "project_to_views", "unproject_features",
@@ -125,11 +126,9 @@ def unproject_features(features: torch.Tensor, points_world: torch.Tensor, K: to
         ``volumes (B, V, C, P)`` (0 where not valid; float64 for float64 features, else
         float32) and ``valid (B, V, P)`` bool.
     """
-    if features.dim() != 5:
-        raise ValueError(f"features must have shape (B, V, C, h, w), got {tuple(features.shape)}")
+    check_shape(features, "features", ("B", "V", "C", "h", "w"))
     B, V, C, h, w = features.shape  # batch, views, channels, feature height, width
-    if points_world.dim() != 3 or points_world.shape[0] != B or points_world.shape[2] != 3:
-        raise ValueError(f"points_world must have shape ({B}, P, 3), got {tuple(points_world.shape)}")
+    check_shape(points_world, "points_world", (B, "P", 3))
     _check_cameras(K, R, t, dist, B, V)
     if pixel_centre is not None and (w * pixel_centre[0] != image_size[0]
                                      or h * pixel_centre[0] != image_size[1]):
@@ -164,15 +163,13 @@ def aggregate_views(volumes: torch.Tensor, valid: torch.Tensor, weights: torch.T
     """
     if method not in AGGREGATIONS:
         raise ValueError(f"method must be one of {AGGREGATIONS}, got {method!r}")
-    if volumes.dim() != 4:
-        raise ValueError(f"volumes must have shape (B, V, C, P), got {tuple(volumes.shape)}")
+    check_shape(volumes, "volumes", ("B", "V", "C", "P"))
     B, V, C, P = volumes.shape
-    if tuple(valid.shape) != (B, V, P):
-        raise ValueError(f"valid must have shape {(B, V, P)}, got {tuple(valid.shape)}")
+    check_shape(valid, "valid", (B, V, P))
     if weights is None:
         weights = volumes.new_ones(B, V, C)
-    elif tuple(weights.shape) != (B, V, C):
-        raise ValueError(f"weights must have shape {(B, V, C)}, got {tuple(weights.shape)}")
+    else:
+        check_shape(weights, "weights", (B, V, C))
     m = valid.to(volumes.dtype)  # (B, V, P)
     if method == "sum":
         return torch.einsum("bvcp,bvc,bvp->bcp", volumes, weights, m)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vhakit._util import check_shape
 from vhakit.config import VHAConfig
 from vhakit.heatmaps.core import Cuboid, soft_argmax, voxel_index
 from vhakit.models.blocks import Pool3D, Res3D, SparseOneHotConv3d, Upsample3D, make_norm
@@ -94,9 +95,7 @@ class VHAEncoder(nn.Module):
         if (volume is None) == (voxel_index is None):
             raise ValueError("pass exactly one of volume (B, C_in, G, G, G) or voxel_index (B, N, 3)")
         if volume is not None:
-            if volume.dim() != 5 or tuple(volume.shape[1:]) != (self.in_channels, G, G, G):
-                raise ValueError(f"volume must have shape (B, {self.in_channels}, {G}, {G}, {G}), "
-                                 f"got {tuple(volume.shape)}")
+            check_shape(volume, "volume", ("B", self.in_channels, G, G, G))
             x = self.stem(volume)
         else:
             x = self.stem.forward_sparse(voxel_index, (G, G, G), voxel_weight)
@@ -211,9 +210,7 @@ class VHA(nn.Module):
 
     def voxel_index(self, vertices: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
         """``(B, N, 3)`` long: the voxel of each vertex (paper Eq. 1's one-hot position)."""
-        N = self.config.n_vertices
-        if vertices.dim() != 3 or vertices.shape[1:] != (N, 3):
-            raise ValueError(f"vertices must have shape (B, {N}, 3), got {tuple(vertices.shape)}")
+        check_shape(vertices, "vertices", ("B", self.config.n_vertices, 3))
         return voxel_index(vertices, self.cuboid(center), outside=self.config.outside)
 
     def input_points(self, vertices: torch.Tensor, center: torch.Tensor
@@ -221,9 +218,7 @@ class VHA(nn.Module):
         """The encoder's input heatmaps in sparse form (``config.input_encoding``): voxel
         indices ``(B, N, P, 3)`` long and their values ``(B, N, P)`` (None for one-hot, P = 1);
         see :func:`sparse_heatmap_points`."""
-        N = self.config.n_vertices
-        if vertices.dim() != 3 or vertices.shape[1:] != (N, 3):
-            raise ValueError(f"vertices must have shape (B, {N}, 3), got {tuple(vertices.shape)}")
+        check_shape(vertices, "vertices", ("B", self.config.n_vertices, 3))
         return sparse_heatmap_points(vertices, self.cuboid(center), self.config.input_encoding,
                                      self.config.outside)
 
@@ -247,9 +242,7 @@ class VHA(nn.Module):
     def decode(self, latent: torch.Tensor, center: torch.Tensor,
                return_logits: bool = True) -> VHAOutput:
         """Decode ``latent (B, C, g, g, g)`` into the cuboid around ``center (B, 3)``."""
-        if latent.dim() != 5 or tuple(latent.shape[1:]) != self.config.latent_shape:
-            raise ValueError(f"latent must have shape (B, {', '.join(map(str, self.config.latent_shape))}),"
-                             f" got {tuple(latent.shape)}")
+        check_shape(latent, "latent", ("B", *self.config.latent_shape))
         v_mid, v, h_mid, h = self.decoder(latent, self.cuboid(center), return_logits)
         return VHAOutput(latent, v_mid, v, h_mid, h)
 
@@ -322,8 +315,7 @@ def vha_loss(out: VHAOutput, target: torch.Tensor) -> tuple[torch.Tensor, dict[s
     Returns:
         ``(loss, {"loss_mid": L', "loss_final": L})`` scalars.
     """
-    if target.shape != out.vertices.shape:
-        raise ValueError(f"target must have shape {tuple(out.vertices.shape)}, got {tuple(target.shape)}")
+    check_shape(target, "target", tuple(out.vertices.shape))
     l_mid = (out.vertices_mid - target).abs().sum(-1).mean()
     l_fin = (out.vertices - target).abs().sum(-1).mean()
     return l_mid + l_fin, {"loss_mid": l_mid.detach(), "loss_final": l_fin.detach()}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vhakit._util import check_shape
 from vhakit.geometry.camera import Camera
 from vhakit.heatmaps.core import Cuboid, voxel_index
 from vhakit.models.unproject import aggregate_views, unproject_features
@@ -136,11 +137,9 @@ def unproject_views(features: torch.Tensor, center_m: torch.Tensor, K: torch.Ten
     """Unproject one sample's per-view maps ``features (V, C, h, w)`` (any stride over the
     ``(W, H)`` image) into a ``grid``^3 cuboid of ``side_m`` around ``center_m (3,)``: the
     library's :func:`~vhakit.models.unproject.unproject_features` with a batch of one."""
-    if features.dim() != 4:
-        raise ValueError(f"features must have shape (V, C, h, w), got {tuple(features.shape)}")
+    check_shape(features, "features", ("V", "C", "h", "w"))
     V, C = features.shape[:2]
-    if tuple(center_m.shape) != (3,):
-        raise ValueError(f"center_m must have shape (3,) metres, got {tuple(center_m.shape)}")
+    check_shape(center_m, "center_m", (3,), hint=" (metres)")
     cuboid = Cuboid(center_m[None].to(features.dtype), side_m, grid)
     points = cuboid.voxel_centres().flatten(1, 3)  # (1, G^3, 3)
     vols, valid = unproject_features(features[None], points, K[None], R[None], t[None],
@@ -197,8 +196,7 @@ def plot_volume_slices(axes, volumes: torch.Tensor, cuboid: Cuboid, axis: int, i
     """
     _check_axis(axis)
     vol = volumes.detach().cpu().double()
-    if vol.dim() != 4 or tuple(vol.shape[1:]) != cuboid.resolution:
-        raise ValueError(f"volumes must have shape (R, *{cuboid.resolution}), got {tuple(vol.shape)}")
+    check_shape(vol, "volumes", ("R", *cuboid.resolution))
     idx = torch.as_tensor(indices, dtype=torch.long)
     axes = np.asarray(axes, dtype=object)
     if axes.size != vol.shape[0] * len(idx):
