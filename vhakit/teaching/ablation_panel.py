@@ -30,6 +30,7 @@ from vhakit.experiments.ablate import (
     table_cells,
 )
 from vhakit.experiments.pipeline import ExperimentSpec
+from vhakit.viz.backend import widget_bundle
 
 __all__ = ["AblationPanel", "run_rows", "claims_html"]
 
@@ -252,14 +253,13 @@ class AblationPanel:
         self.claims.value = self.claims_html()
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
         # Without a live widget front-end (nbclient, exports) the table and chart are shown.
         png = base64.b64encode(self.chart.value).decode("ascii")
-        data["text/html"] = (self.status.value + self.table.value
-                             + f'<img src="data:image/png;base64,{png}"/>' + self.claims.value)
-        data["text/plain"] = f"AblationPanel: {len(self.rows())} cached runs of {self.preset}"
-        return data
+        return widget_bundle(self.widget, {
+            "text/html": (self.status.value + self.table.value
+                          + f'<img src="data:image/png;base64,{png}"/>' + self.claims.value),
+            "text/plain": f"AblationPanel: {len(self.rows())} cached runs of {self.preset}"},
+            include, exclude)
 
     def close(self) -> None:
         """Release the widgets."""

@@ -16,7 +16,6 @@ Units: degrees on the sliders (what students read), radians in the body model; m
 """
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import torch
 from vhakit._util import check_shape, to_numpy
 from vhakit.body.model import JOINT_NAMES, NUM_BETAS
 from vhakit.data.joint_limits import JOINT_LIMITS_DEG
+from vhakit.viz.backend import widget_bundle
 from vhakit.viz.figures import draw_mesh, part_colors
 
 __all__ = ["PoseControl", "DEFAULT_POSE_CONTROLS", "pose_from_controls", "render_meshes_png",
@@ -136,15 +136,6 @@ def render_meshes_png(vertices_m, faces, vertex_colors=None, *,
     return buf.getvalue()
 
 
-def _bundle(widget, png: bytes, text: str) -> dict:
-    """The widget's display data plus the PNG (shown where no widget front-end is alive)."""
-    bundle = widget._repr_mimebundle_()
-    data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
-    data["image/png"] = base64.b64encode(png).decode("ascii")
-    data["text/plain"] = text
-    return data
-
-
 class BodyExplorer:
     """Shape and pose sliders for a body model, with the posed mesh drawn from two sides.
 
@@ -234,8 +225,8 @@ class BodyExplorer:
         self.render_count += 1
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        return _bundle(self.widget, self.view.value,
-                       f"BodyExplorer: betas {self.betas[0].tolist()}")
+        text = f"BodyExplorer: betas {self.betas[0].tolist()}"
+        return widget_bundle(self.widget, {"image/png": self.view.value, "text/plain": text})
 
     def close(self) -> None:
         for s in [*self.beta_sliders, *self.pose_sliders.values()]:
@@ -308,8 +299,9 @@ class ClipPlayer:
                                  centre_m=c, floor_y_m=0.0)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        return _bundle(self.widget, self.view.value,
-                       f"ClipPlayer: {self.clip.name}, {len(self.frame_index)} frames")
+        return widget_bundle(self.widget, {
+            "image/png": self.view.value,
+            "text/plain": f"ClipPlayer: {self.clip.name}, {len(self.frame_index)} frames"})
 
     def close(self) -> None:
         for x in (self.slider, self.play, self.readout, self.view, self.widget):

@@ -269,7 +269,6 @@ class WidgetProbe:
                 f"\u2714 widgets render in this front-end; {extra}</div>")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
-        data["text/plain"] = self.FAIL_TEXT
-        return data
+        from vhakit.viz.backend import widget_bundle
+
+        return widget_bundle(self.widget, {"text/plain": self.FAIL_TEXT}, include, exclude)

@@ -23,7 +23,6 @@ view image carries the CSS class ``vhakit-frame-<i>`` of the frame it shows.
 """
 from __future__ import annotations
 
-import base64
 import html
 import io
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from vhakit.evaluation.recon import ErrorScale, error_scale, representative_frame
 from vhakit.teaching.standin import demo_reconstructions, load_reconstructions
+from vhakit.viz.backend import widget_bundle
 
 __all__ = ["ReconstructionViewer", "LAYERS", "demo_reconstructions", "load_reconstructions",
            "png_of_images"]
@@ -180,13 +180,10 @@ class ReconstructionViewer:
 
     # --- display ------------------------------------------------------------------------------
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-        data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
-        # Without a live widget front-end (nbconvert, nbclient, GitHub) the PNG is shown.
-        data["image/png"] = base64.b64encode(self.view.value).decode("ascii")
-        data["text/plain"] = (f"ReconstructionViewer: frame {self.frame}, {self.method}, "
-                              f"MPVE {self.mpve_mm():.1f} mm")
-        return data
+        text = (f"ReconstructionViewer: frame {self.frame}, {self.method}, "
+                f"MPVE {self.mpve_mm():.1f} mm")
+        return widget_bundle(self.widget, {"image/png": self.view.value, "text/plain": text},
+                             include, exclude)
 
     def close(self) -> None:
         """Release the widgets and the off-screen renderer."""

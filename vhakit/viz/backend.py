@@ -41,7 +41,7 @@ from pathlib import Path
 
 __all__ = ["BACKENDS", "BackendChoice", "choose_backend", "detect_frontend", "configure_offscreen",
            "import_pyvista", "pyvista_available", "trame_available", "offscreen_render_works",
-           "screenshot_png", "show", "View", "export_html"]
+           "screenshot_png", "show", "View", "export_html", "widget_bundle"]
 
 BACKENDS = ("static", "client", "trame", "server", "html")
 ENV_BACKEND = "VHAKIT_PYVISTA_BACKEND"
@@ -211,6 +211,16 @@ def screenshot_png(plotter) -> bytes:
     return buf.getvalue()
 
 
+def widget_bundle(widget, fallback: Mapping, include=None, exclude=None) -> dict:
+    """``widget``'s display data plus ``fallback``: what a front-end without live widgets
+    (nbconvert, nbclient, GitHub) shows instead. Values other than ``str`` (PNG bytes, a widget's
+    memoryview) are base64-encoded."""
+    bundle = widget._repr_mimebundle_(include=include, exclude=exclude)
+    return {**(bundle[0] if isinstance(bundle, tuple) else bundle),
+            **{k: v if isinstance(v, str) else base64.b64encode(v).decode("ascii")
+               for k, v in fallback.items()}}
+
+
 @dataclass
 class View:
     """A displayed 3D view: its PNG (always), the backend used and the interactive widget."""
@@ -227,10 +237,8 @@ class View:
         if self.html is not None:
             return {"text/html": self.html, **png, **text}
         if self.widget is not None:
-            bundle = self.widget._repr_mimebundle_(include=include, exclude=exclude)
-            data = bundle[0] if isinstance(bundle, tuple) else bundle
             # JupyterLab shows the widget; without widget state (nbconvert) the PNG is shown.
-            return {**data, **png, "text/plain": text["text/plain"]}
+            return widget_bundle(self.widget, {**png, **text}, include, exclude)
         return {**png, **text}
 
 
