@@ -457,7 +457,7 @@ def read_mosh_fit(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------ ZJU-MoCap
-#: The LightStage protocol of the issue: sequence ids (``CoreView_<id>``) and cameras 1, 7, 13, 19.
+#: The kit's LightStage protocol: sequence ids (``CoreView_<id>``) and cameras 1, 7, 13, 19.
 ZJU_TRAIN_SEQUENCES = (*range(363, 372), *range(377, 385))
 ZJU_TEST_SEQUENCES = tuple(range(385, 389))
 ZJU_CAMERAS = (0, 6, 12, 18)

@@ -58,7 +58,7 @@ __all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells
 
 #: Table names accepted by :func:`table_cells` and the CLI (``vhakit ablate --table``).
 TABLES = ("1", "2", "efficiency")
-#: Fractions of the training set of the data-efficiency curve (the issue's 100/30/10/3 %).
+#: Fractions of the training set of the data-efficiency curve (100/30/10/3 %).
 EFFICIENCY_FRACTIONS = (1.0, 0.3, 0.1, 0.03)
 #: Table 1's rows (paper, Sec. 3.3): (use_vertex_loss, use_code_loss, init_from_vha).
 TABLE1_SWITCHES = ((True, False, False), (True, True, False), (True, False, True),
@@ -159,9 +159,7 @@ def _check_metrics(spec: ExperimentSpec, metrics) -> dict:
 
 def _fast() -> bool:
     # The pipeline's own switch: it tags fast-mode runs "fast-" (seconds-long budgets).
-    from vhakit.runtime import fast_mode
-
-    return bool(getattr(pipeline, "fast_mode", fast_mode)())
+    return bool(pipeline.fast_mode())
 
 
 def result_path(spec: ExperimentSpec, cache_dir) -> Path:

@@ -35,7 +35,7 @@ from vhakit._util import markdown_table
 from vhakit.experiments.paper import paper_numbers
 
 __all__ = ["Claim", "CLAIMS", "ALPHA", "VERDICTS", "welch_contrast", "check_claims",
-           "claims_markdown", "fmt_p"]
+           "claims_markdown", "fmt_p", "fmt_num"]
 
 #: Significance level of the verdicts (two-sided).
 ALPHA = 0.05
@@ -177,7 +177,8 @@ def check_claims(result) -> list[dict]:
     return out
 
 
-def _fmt(value: float, spec: str) -> str:
+def fmt_num(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or a dash for None or NaN."""
     return "—" if value is None or math.isnan(value) else format(value, spec)
 
 
@@ -204,7 +205,7 @@ def claims_markdown(result) -> str:
         else:
             kit = f"{c['kit']:+.1f} ± {c['se']:.1f} {unit}"
         n = "/".join(map(str, c["n"])) or "—"
-        rows.append([c["text"], kit, paper, _fmt(c["t"], "+.2f"), _fmt(c["dof"], ".1f"),
+        rows.append([c["text"], kit, paper, fmt_num(c["t"], "+.2f"), fmt_num(c["dof"], ".1f"),
                      fmt_p(c["p"]), n, c["verdict"]])
     metric = CLAIMS[result.table][0].metric
     return markdown_table(header, rows) + (

@@ -38,18 +38,15 @@ __all__ = ["AblationPanel", "run_rows", "claims_html"]
 def claims_html(result) -> str:
     """The claims of ``result`` (:func:`vhakit.experiments.claims.check_claims`) as an HTML table:
     difference ± s.e., Welch's t, degrees of freedom, p, seeds per condition and the verdict."""
-    from vhakit.experiments.claims import check_claims, fmt_p
-
-    def num(value, spec):
-        return "—" if value is None or math.isnan(value) else format(value, spec)
+    from vhakit.experiments.claims import check_claims, fmt_num, fmt_p
 
     head = ("<tr><th>claim</th><th>difference</th><th>t</th><th>dof</th><th>p</th>"
             "<th>n per condition</th><th>verdict</th></tr>")
     body = []
     for c in check_claims(result):
         unit = "deg" if c["metric"] == "angle_deg" else "mm"
-        diff = num(c["kit"], "+.1f") + ("" if math.isnan(c["se"]) else f" ± {c['se']:.1f}")
-        cells = [c["text"], f"{diff} {unit}", num(c["t"], "+.2f"), num(c["dof"], ".1f"),
+        diff = fmt_num(c["kit"], "+.1f") + ("" if math.isnan(c["se"]) else f" ± {c['se']:.1f}")
+        cells = [c["text"], f"{diff} {unit}", fmt_num(c["t"], "+.2f"), fmt_num(c["dof"], ".1f"),
                  fmt_p(c["p"]), "/".join(map(str, c["n"])), c["verdict"]]
         body.append(f'<tr data-verdict="{html.escape(c["verdict"])}" data-p="{c["p"]}">'
                     + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
