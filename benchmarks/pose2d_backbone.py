@@ -27,11 +27,12 @@ from pathlib import Path
 import torch
 
 from vhakit._util import write_json_atomic
+from vhakit.data.build import ensure_dataset
 from vhakit.data.datasets import MultiViewDataset
 from vhakit.experiments.claims import fmt_p, welch_contrast
 from vhakit.experiments.pipeline import (
     ExperimentSpec,
-    _dataset,
+    data_root,
     get_budget,
     predictor_plan,
     train_or_load_vha,
@@ -80,8 +81,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     budget = get_budget(args.preset)
-    train = MultiViewDataset(_dataset(budget, "h36m_like", "train", False))
-    test = MultiViewDataset(_dataset(budget, "h36m_like", "test", False))
+    train, test = (MultiViewDataset(ensure_dataset(budget.data_preset, "h36m_like", part,
+                                                   root=data_root(), progress=False))
+                   for part in ("train", "test"))
     cache = Path(args.cache)
     rows = []
     for seed in range(args.seeds):
@@ -93,8 +95,8 @@ def main(argv=None) -> int:
                       f"{r['samples_per_s']:.1f} samples/s", file=sys.stderr, flush=True)
     lines = [f"# Pose-pretrained 2D backbone: preset `{args.preset}`, {args.seeds} seeds, "
              f"h36m_like ({len(train)} train / {len(test)} test frames)", "",
-             "| method | backbone | MPVE108 mm (mean ± std) | n | samples/s | vs random: "
-             "difference, p (Welch) |", "|---|---|---|---|---|---|"]
+             "| method | backbone | MPVE108 mm (mean ± std) | n | samples/s (wall, shared) | "
+             "vs random: difference, p (Welch) |", "|---|---|---|---|---|---|"]
     summary = {}
     for method in args.methods.split(","):
         for start in STARTS:
