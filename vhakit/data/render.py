@@ -18,21 +18,11 @@ camera ray to it is unobstructed (:func:`vertex_visibility`; exact at any resolu
 sampling the z-buffer at the nearest pixel, which agreed with a 3D ray test on only ~93% of
 vertices at 128^2).
 
-Renderer options measured by ``benchmarks/bench_render.py`` on a 2-core machine shared with other
-jobs (load average ~3): frames of 4 views per second of wall time (CPU ms per frame); same outputs
-(shaded part-coloured RGB, silhouettes, visibility of the 108 subsampled vertices), 6889-vertex,
-13774-face body::
-
-    option                              128^2          384^2
-    torch z-buffer (this module), 1 thr 27.2 (29 ms)   9.8 (78 ms)
-    torch z-buffer, 2 threads           4.4 (142 ms)   1.7 (339 ms)   <- OpenMP spin under load
-    OpenCV painter (fillConvexPoly)     6.3 (79 ms)    4.7 (106 ms)
-    pyvista/VTK off-screen (EGL)        8.5 (117 ms)   3.6 (277 ms)
-
-The painter's and VTK's visibility (z-buffer sampled at the nearest pixel) agreed with this
-module's exact visibility on only 85-89% of vertices at 128^2, and the painter's silhouettes are
-fatter (OpenCV fills boundary pixels). Hence the torch z-buffer: fastest, exact, no OpenGL, and
-the same code runs on a GPU.
+Why a torch z-buffer: of the options ``benchmarks/bench_render.py`` compares (its docstring has
+the table), it renders the most frames per second single-threaded (an OpenCV painter and
+pyvista/VTK off-screen are 3-4x slower at 128^2), its visibility is exact (theirs, the z-buffer
+sampled at the nearest pixel, agreed on only 85-89% of vertices at 128^2; the painter's
+silhouettes are also fatter), it needs no OpenGL and the same code runs on a GPU.
 """
 from __future__ import annotations
 
