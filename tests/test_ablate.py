@@ -15,7 +15,6 @@ import pytest
 from vhakit.experiments import ablate, pipeline
 from vhakit.experiments.ablate import (
     EFFICIENCY_FRACTIONS,
-    auto_runner,
     load_or_run,
     run_sweep,
     sweep_specs,
@@ -233,25 +232,11 @@ def test_bad_runner_output_is_rejected(tmp_path):
     assert not list(tmp_path.glob("*/result.json"))
 
 
-def test_auto_runner_uses_the_pipeline_or_a_labelled_standin(tmp_path, monkeypatch):
-    def missing(spec, cache_dir, progress=True):
-        raise NotImplementedError("not yet")
-
-    monkeypatch.setattr(pipeline, "run_experiment", missing)
-    with pytest.warns(UserWarning, match="stand-in"):
-        result = run_sweep("1", "tiny", 1, tmp_path / "c", tmp_path / "r", auto_runner(),
-                           progress=False)
-    assert result.standin and math.isnan(result.value("vertex", "h36m_like")[0])
-    assert "STAND-IN" in result.markdown and "n/a" in result.markdown
-    assert not list((tmp_path / "c").glob("*/result.json"))  # never cached
-    assert json.loads((tmp_path / "r" / "table1.json").read_text())["standin"] is True
-
+def test_the_default_runner_is_run_experiment_looked_up_at_call_time(tmp_path, monkeypatch):
     runner = CountingRunner()
     monkeypatch.setattr(pipeline, "run_experiment", runner)
-    result = run_sweep("1", "tiny", 1, tmp_path / "c", tmp_path / "r", auto_runner(),
-                       progress=False)
-    assert not result.standin and len(runner.calls) == 5
-    # The default runner is pipeline.run_experiment, looked up at call time.
+    run_sweep("1", "tiny", 1, tmp_path / "c", tmp_path / "r", progress=False)
+    assert len(runner.calls) == 5
     assert run_sweep("efficiency", "tiny", 1, tmp_path / "c", None, progress=False,
                      fractions=(1.0,)).runs[1]["cached"]  # shared with Table 1's full row
     assert len(runner.calls) == 6
@@ -266,6 +251,24 @@ def test_load_or_run_reuses_saved_results(tmp_path):
     assert runner.calls == [] and all(r["cached"] for r in result.runs)
     load_or_run("1", "tiny", 3, tmp_path / "new_cache", tmp_path / "res", runner, progress=False)
     assert len(runner.calls) == 5
+
+
+def test_results_written_before_the_standin_flag_was_dropped_still_load(tmp_path):
+    """Older results JSONs (the committed ones among them) carry ``"standin": false`` at the top
+    and in every run; they still seed the cache and reload as saved."""
+    run_sweep("1", "tiny", 2, tmp_path / "old_cache", tmp_path / "res", CountingRunner(),
+              progress=False)
+    path = tmp_path / "res" / "table1.json"
+    saved = json.loads(path.read_text())
+    assert "standin" not in saved and not any("standin" in r for r in saved["runs"])
+    old = {**saved, "standin": False, "runs": [{**r, "standin": False} for r in saved["runs"]]}
+    path.write_text(json.dumps(old))
+    assert ablate.sweep_from_saved(old).value("vertex", "h36m_like") == ablate.sweep_from_saved(
+        saved).value("vertex", "h36m_like")
+    runner = CountingRunner()
+    result = load_or_run("1", "tiny", 2, tmp_path / "new_cache", tmp_path / "res", runner,
+                         progress=False)
+    assert runner.calls == [] and all(r["cached"] for r in result.runs)
 
 
 def test_cli_ablate(tmp_path, monkeypatch, capsys):
@@ -316,26 +319,6 @@ def test_fast_mode_runs_are_cached_apart_and_keep_the_runners_fields(tmp_path, m
     assert not ablate.run_cached(spec, tmp_path, counting, progress=False)["cached"]
     assert counting.calls == [spec] and ablate.cached_runs(tmp_path, preset="tiny") != []
     assert len(ablate.cached_runs(tmp_path, preset="tiny")) == 1
-
-
-def test_auto_runner_falls_back_only_for_missing_vhakit_parts(tmp_path, monkeypatch):
-    spec = table_cells("1", "tiny")[0].spec
-
-    def half_built(spec, cache_dir, progress=True):
-        raise ModuleNotFoundError("No module named 'vhakit.training.bcp'", name="vhakit.training.bcp")
-
-    monkeypatch.setattr(pipeline, "run_experiment", half_built)
-    runner = auto_runner()
-    with pytest.warns(UserWarning, match="stand-in"):
-        metrics = runner(spec, tmp_path)
-    assert runner.standin and math.isnan(metrics["h36m_like"]["mpve_mm"])
-
-    def broken_install(spec, cache_dir, progress=True):
-        raise ModuleNotFoundError("No module named 'scipy'", name="scipy")
-
-    monkeypatch.setattr(pipeline, "run_experiment", broken_install)
-    with pytest.raises(ModuleNotFoundError, match="scipy"):
-        auto_runner()(spec, tmp_path)
 
 
 def test_claims_verdicts_against_hand_computation(tmp_path, monkeypatch):

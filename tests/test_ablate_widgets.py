@@ -47,6 +47,17 @@ def test_controls_make_the_spec_and_run_trains_once(tmp_path):
     panel.close()
 
 
+def test_the_default_runner_is_run_experiment(tmp_path, monkeypatch):
+    from vhakit.experiments import pipeline
+
+    runner = CountingRunner()
+    monkeypatch.setattr(pipeline, "run_experiment", runner)
+    panel = AblationPanel(cache_dir=tmp_path, preset="tiny")
+    record = panel.run()
+    assert runner.calls == [panel.spec()] and not record["cached"]
+    panel.close()
+
+
 def test_invalid_switches_are_refused_without_training(tmp_path):
     runner = CountingRunner()
     panel = AblationPanel(runner=runner, cache_dir=tmp_path)
@@ -84,7 +95,7 @@ def test_run_rows_reads_one_split():
     assert run_rows(records, "x") == [{
         "key": "a", "method": "vha_bcp", "vertex": True, "code": False, "pretrain": True,
         "fraction": 0.3, "prior": "pool", "vha_key": None, "seed": 1, "mpjpe_mm": 1.0,
-        "mpve_mm": 2.0, "angle_deg": 3.0, "standin": False}]
+        "mpve_mm": 2.0, "angle_deg": 3.0}]
 
 
 def test_panel_tests_table1s_claims_over_the_cached_seeds(tmp_path):

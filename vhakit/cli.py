@@ -404,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, NotImplementedError) as err:  # user errors: a message, not a traceback
+    except (FileNotFoundError, ValueError) as err:  # user errors: a message, not a traceback
         print(f"vhakit {args.command}: error: {err}", file=sys.stderr)
         return 1
 

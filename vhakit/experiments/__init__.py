@@ -1,4 +1,4 @@
 """Experiments: the spec and budgets of one run and ``run_experiment``
-(``pipeline``), the paper's numbers (``paper``), sweeps (``ablate``,
-``runners``), claims, reports and plots, and ``vhakit demo`` (``demo``).
+(``pipeline``), the paper's numbers (``paper``), sweeps (``ablate``), claims,
+reports and plots, and ``vhakit demo`` (``demo``).
 """

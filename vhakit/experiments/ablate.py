@@ -30,10 +30,6 @@ subset), plus ``prior_pool`` (:func:`vhakit.experiments.pipeline.vha_training_se
 
 Seeds: ``seeds=5`` (or ``--seeds 5``) after a 3-seed sweep trains only seeds 3 and 4; the claims'
 Welch tests (:mod:`vhakit.experiments.claims`) use however many seeds each condition has.
-
-Stand-in: while the training pipeline is missing (``run_experiment`` raises
-``NotImplementedError``), :func:`auto_runner` returns NaN metrics labelled ``stand-in``, so
-notebooks still execute every code path; stand-in results are never cached.
 """
 from __future__ import annotations
 
@@ -48,11 +44,9 @@ from vhakit._util import write_json_atomic
 from vhakit.experiments import pipeline
 from vhakit.experiments.pipeline import METRIC_NAMES, ExperimentSpec
 from vhakit.experiments.results import PROTOCOL, PROTOCOL_V1, Cell, cell_runs
-from vhakit.experiments.runners import auto_runner, standin_runner
 
 __all__ = ["TABLES", "EFFICIENCY_FRACTIONS", "Cell", "SweepResult", "table_cells", "sweep_specs",
-           "run_cached", "run_sweep", "summarize", "auto_runner", "standin_runner",
-           "load_results", "load_or_run", "cached_runs", "resolve_seeds", "default_results_dir",
+           "run_cached", "run_sweep", "summarize", "load_results", "load_or_run", "cached_runs", "resolve_seeds", "default_results_dir",
            "COMMITTED_SWEEPS", "committed_sweep", "PROTOCOL", "sweep_from_saved",
            "cell_runs"]
 
@@ -182,7 +176,7 @@ def _read_record(path: Path, spec: ExperimentSpec) -> dict | None:
     except (OSError, ValueError):
         return None
     if (not isinstance(record, dict) or record.get("version") != RECORD_VERSION
-            or record.get("spec") != spec_dict(spec) or record.get("standin")):
+            or record.get("spec") != spec_dict(spec)):
         return None
     try:
         record["metrics"] = _check_metrics(spec, record.get("metrics"))
@@ -222,7 +216,7 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     """Run ``spec`` through ``runner`` unless ``cache_dir/<spec.key()>/result.json`` holds it.
 
     ``runner`` None: :func:`vhakit.experiments.pipeline.run_experiment`. Returns the record ``{"key", "seed",
-    "spec", "vha_key", "metrics", "seconds", "cached", "standin", "finished_utc", "version"}``
+    "spec", "vha_key", "metrics", "seconds", "cached", "finished_utc", "version"}``
     plus what the runner stored beside its metrics (``run_experiment``: ``model`` and
     ``training``, the steps, epochs and samples each stage trained); ``metrics`` is
     ``{test_split: {metric: float}}``; ``vha_key`` names the prior (None for the baseline).
@@ -235,21 +229,18 @@ def run_cached(spec: ExperimentSpec, cache_dir, runner=None, progress: bool = Tr
     runner = runner or pipeline.run_experiment
     start = time.perf_counter()
     metrics = _check_metrics(spec, runner(spec, cache_dir, progress=progress))
-    standin = bool(getattr(runner, "standin", False))
     record = {"version": RECORD_VERSION, "key": spec.key(), "seed": spec.seed,
               "spec": spec_dict(spec), "vha_key": pipeline.vha_key(spec), "metrics": metrics,
               "eval": pipeline.eval_hash(),
-              "seconds": round(time.perf_counter() - start, 3), "standin": standin,
-              "fast": _fast(),
+              "seconds": round(time.perf_counter() - start, 3), "fast": _fast(),
               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if not standin:
-        try:  # keep what the runner stored beside its metrics (e.g. its model folder)
-            extra = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            extra = {}
-        extra = extra if isinstance(extra, dict) else {}
-        record = {**extra, **record}
-        write_json_atomic(path, record)
+    try:  # keep what the runner stored beside its metrics (e.g. its model folder)
+        extra = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        extra = {}
+    extra = extra if isinstance(extra, dict) else {}
+    record = {**extra, **record}
+    write_json_atomic(path, record)
     return {**record, "cached": False}
 
 
@@ -281,7 +272,7 @@ def summarize(cells: list[Cell], runs: list[dict]) -> list[dict]:
 @dataclass
 class SweepResult:
     """What :func:`run_sweep` did: the cells, every run (with seed, spec, metrics), the summary,
-    whether stand-in numbers were used, the rendered markdown and the files written.
+    whether fast-mode budgets were used, the rendered markdown and the files written.
 
     ``protocol``: :data:`PROTOCOL`, or the stamp of a saved sweep made under an older one
     (:func:`sweep_from_saved`); ``budget``: the pipeline's :class:`~vhakit.experiments.pipeline.Budget` of
@@ -294,7 +285,6 @@ class SweepResult:
     cells: list[Cell]
     runs: list[dict]
     summary: list[dict]
-    standin: bool = False
     fast: bool = False
     markdown: str = ""
     paths: dict[str, Path] = field(default_factory=dict)
@@ -343,8 +333,7 @@ def run_sweep(table: str, preset: str = "teaching", seeds=3, cache_dir="runs/cac
             print(f"[{i}/{len(specs)}] done ({how})", flush=True)
         runs.append(record)
     result = SweepResult(str(table), preset, resolve_seeds(seeds), cells, runs,
-                         summarize(cells, runs), standin=any(r["standin"] for r in runs),
-                         fast=any(r.get("fast") for r in runs),
+                         summarize(cells, runs), fast=any(r.get("fast") for r in runs),
                          budget=asdict(pipeline.get_budget(preset)), vha_per_seed=vha_per_seed)
     result.markdown = render_markdown(result)
     if results_dir is not None:
@@ -388,8 +377,7 @@ def sweep_from_saved(saved: dict) -> SweepResult:
              for c in saved["cells"]]
     runs = [{**r, "cached": True} for r in saved["runs"]]
     result = SweepResult(saved["table"], saved["preset"], tuple(saved["seeds"]), cells, runs,
-                         summarize(cells, runs), standin=bool(saved.get("standin")),
-                         fast=bool(saved.get("fast")),
+                         summarize(cells, runs), fast=bool(saved.get("fast")),
                          protocol=saved.get("protocol") or PROTOCOL_V1,
                          budget=saved.get("budget"), vha_per_seed=saved.get("vha_per_seed"))
     result.markdown = render_markdown(result)
@@ -413,7 +401,7 @@ def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=N
                 vha_per_seed: bool = True) -> SweepResult:
     """For notebooks: seed the run cache from ``results_dir``'s JSON (e.g. the committed teaching
     sweep) so its runs are not retrained, then :func:`run_sweep` (``runner`` default:
-    :func:`auto_runner`).
+    :func:`vhakit.experiments.pipeline.run_experiment`).
 
     A JSON made under another protocol than :data:`PROTOCOL` (e.g. the committed v1 sweeps)
     is shown as it was saved (:func:`sweep_from_saved`, claims tested as today) when it holds
@@ -430,12 +418,12 @@ def load_or_run(table: str, preset: str, seeds, cache_dir, results_dir, runner=N
             return sweep_from_saved(saved)
         saved = {}
     for record in saved.get("runs", []):
-        if record.get("standin") or record.get("version") != RECORD_VERSION:
+        if record.get("version") != RECORD_VERSION:
             continue
         if bool(record.get("fast")) != _fast() or record.get("eval") != pipeline.eval_hash():
             continue  # measured with other fitting settings: re-evaluated, not reused
         path = result_path(ExperimentSpec(**record["spec"]), cache_dir)
         if not path.exists():
             write_json_atomic(path, {k: v for k, v in record.items() if k != "cached"})
-    return run_sweep(table, preset, seeds, cache_dir, results_dir, runner or auto_runner(),
-                     progress, fractions=fractions, vha_per_seed=vha_per_seed)
+    return run_sweep(table, preset, seeds, cache_dir, results_dir, runner, progress,
+                     fractions=fractions, vha_per_seed=vha_per_seed)

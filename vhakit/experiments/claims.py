@@ -17,7 +17,7 @@ formulas give the contrast's test. Verdicts:
 * ``yes``: p < 0.05 and ``L < 0`` (the paper's ordering);
 * ``no``: p < 0.05 and ``L > 0`` (the opposite ordering);
 * ``not shown``: p >= 0.05, or a condition with fewer than 2 seeds or zero spread (no test);
-* ``n/a``: no numbers (stand-in or missing runs).
+* ``n/a``: no numbers (missing runs).
 
 With 3 seeds per condition a two-mean claim needs ``|t| > 2.78`` (dof 4) and with 5 seeds
 ``|t| > 2.31`` (dof 8): "more than 2 standard errors" is not enough. Runs of one seed in two

@@ -28,8 +28,7 @@ def efficiency_figure(result, metric: str = "mpve_mm"):
     ax.minorticks_off()
     ax.set_xlabel("training set used (%)")
     ax.set_ylabel(HEADERS.get(metric, metric))
-    label = (" (STAND-IN: no results)" if result.standin
-             else " (VHAKIT_FAST: smoke test)" if result.fast else "")
+    label = " (VHAKIT_FAST: smoke test)" if result.fast else ""
     ax.set_title(f"Data efficiency, preset {result.preset}, {len(result.seeds)} seed(s){label}",
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
@@ -65,8 +64,7 @@ def comparison_figure(result, metric: str = "mpve_mm"):
         ax.set_xticks(range(len(columns)), [c.replace(" -> ", "\n→ ") for c in columns],
                       fontsize=8)
         ax.set_ylabel(HEADERS.get(metric, metric))
-        title = (f"kit ({result.preset}, {len(result.seeds)} seed(s))"
-                 + (" STAND-IN" if result.standin else "") if source == "kit"
+        title = (f"kit ({result.preset}, {len(result.seeds)} seed(s))" if source == "kit"
                  else "paper (real data, GPU)")
         ax.set_title(title, fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)

@@ -39,7 +39,7 @@ def result_stem(table: str) -> str:
 
 
 def fmt_mean_std(mean: float, std: float, digits: int = 1) -> str:
-    """``"12.3 ± 0.4"``; ``"12.3"`` for one seed; ``"n/a"`` for NaN (stand-in) numbers."""
+    """``"12.3 ± 0.4"``; ``"12.3"`` for one seed; ``"n/a"`` for NaN (no runs)."""
     if mean is None or math.isnan(mean):
         return "n/a"
     if std is None or math.isnan(std):
@@ -144,9 +144,6 @@ def render_markdown(result) -> str:
     if result.fast:
         out += ["", "**VHAKIT_FAST=1: seconds-long training budgets; the numbers only show that "
                 "the code runs.**"]
-    if result.standin:
-        out += ["", "**STAND-IN: the training pipeline was not available; the kit's numbers are "
-                "placeholders (n/a), not results.**"]
     if result.table == "efficiency":
         out += ["", _efficiency_pivot(result, look), "", EFFICIENCY_NOTE, _claims(result)]
         return "\n".join(out) + "\n"
@@ -259,7 +256,7 @@ def _json_payload(result) -> dict:
         "table": result.table, "preset": result.preset, "seeds": list(result.seeds),
         "protocol": result.protocol, "budget": result.budget,
         "vha_per_seed": result.vha_per_seed,
-        "standin": result.standin, "fast": result.fast, "paper_source": PAPER_SOURCE,
+        "fast": result.fast, "paper_source": PAPER_SOURCE,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cells": [{"row": c.row, "column": c.column, "test_split": c.test_split,
                    "spec": asdict(c.spec), "runs": d["runs"]}

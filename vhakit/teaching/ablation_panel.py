@@ -23,7 +23,6 @@ from vhakit.experiments.ablate import (
     EFFICIENCY_FRACTIONS,
     H36M,
     SweepResult,
-    auto_runner,
     cached_runs,
     run_cached,
     summarize,
@@ -68,8 +67,7 @@ def run_rows(records: list[dict], test_split: str = H36M) -> list[dict]:
                      "code": s["use_code_loss"], "pretrain": s["init_from_vha"],
                      "fraction": s["train_fraction"], "prior": s["vha_prior"],
                      "vha_key": r.get("vha_key"), "seed": s["seed"], "mpjpe_mm": m["mpjpe_mm"],
-                     "mpve_mm": m["mpve_mm"], "angle_deg": m["angle_deg"],
-                     "standin": bool(r.get("standin"))})
+                     "mpve_mm": m["mpve_mm"], "angle_deg": m["angle_deg"]})
     return sorted(rows, key=lambda row: (math.isnan(row["mpve_mm"]), row["mpve_mm"]))
 
 
@@ -96,8 +94,8 @@ class AblationPanel:
     over the cached seeds (runs with one VHA per seed, as the sweeps train them).
 
     Args:
-        runner: ``runner(spec, cache_dir, progress=...)``; default :func:`vhakit.experiments.ablate.auto_runner`
-            (the real pipeline, or labelled NaN stand-ins while it is missing).
+        runner: ``runner(spec, cache_dir, progress=...)``; None:
+            :func:`vhakit.experiments.pipeline.run_experiment` (looked up at call time).
         cache_dir: the run cache shared with ``vhakit ablate`` (so its sweeps show up here).
         preset: model/data preset of the runs (``"tiny"`` trains in about a minute on a CPU).
         train_split: BCP's training and test split.
@@ -117,7 +115,7 @@ class AblationPanel:
                  seeds=(0, 1, 2, 3, 4)):
         import ipywidgets as w
 
-        self.runner = runner or auto_runner()
+        self.runner = runner
         self.cache_dir = cache_dir
         self.preset = preset
         self.train_split = train_split
@@ -162,19 +160,16 @@ class AblationPanel:
         self.last_record = record
         how = "loaded from the cache" if record["cached"] else f"trained in {record['seconds']:.0f} s"
         mpve = record["metrics"][self.train_split]["mpve_mm"]
-        note = " (stand-in: the pipeline is not available)" if record["standin"] else ""
         self.status.value = (f'<span data-key="{spec.key()}" data-mpve-mm="{mpve:.3f}">run '
-                             f"{spec.key()} {how}: MPVE {mpve:.1f} mm{note}</span>")
+                             f"{spec.key()} {how}: MPVE {mpve:.1f} mm</span>")
         self.refresh()
         return record
 
     def rows(self) -> list[dict]:
-        """Every cached run of this preset trained and tested on the panel's split (plus the
-        last run if it was a stand-in), best MPVE first."""
-        records = cached_runs(self.cache_dir, preset=self.preset, train_split=self.train_split)
-        if self.last_record is not None and self.last_record["standin"]:
-            records.append(self.last_record)
-        return run_rows(records, self.train_split)
+        """Every cached run of this preset trained and tested on the panel's split, best MPVE
+        first."""
+        return run_rows(cached_runs(self.cache_dir, preset=self.preset,
+                                    train_split=self.train_split), self.train_split)
 
     def table1_result(self) -> SweepResult | None:
         """Table 1 over every seed cached for this preset (None unless the panel trains on
