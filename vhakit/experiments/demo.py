@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from vhakit._util import markdown_table
 
-__all__ = ["demo_poses", "run_demo", "plot_bodies", "plot_comparison", "format_table"]
+__all__ = ["demo_poses", "run_demo", "plot_posed_meshes", "plot_comparison", "format_table"]
 
 
 def demo_poses() -> dict[str, torch.Tensor]:
@@ -54,7 +54,7 @@ def demo_poses() -> dict[str, torch.Tensor]:
     }
 
 
-def plot_bodies(body, poses: dict[str, torch.Tensor], betas: torch.Tensor | None = None,
+def plot_posed_meshes(body, poses: dict[str, torch.Tensor], betas: torch.Tensor | None = None,
                 azimuth_deg: float = 25.0):
     """A figure with one panel per named pose, each body drawn shaded and part-coloured.
 
@@ -132,7 +132,7 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
         print(f"[demo {time.perf_counter() - t_start:6.1f} s] {msg}", flush=True)
 
     body = BodyModel.open()
-    fig = plot_bodies(body, demo_poses(), betas=torch.tensor(
+    fig = plot_posed_meshes(body, demo_poses(), betas=torch.tensor(
         [[0.0] * 10, [1.0] + [0.0] * 9, [-1.0, 0.5] + [0.0] * 8, [0.5, -1.0] + [0.0] * 8]))
     fig.savefig(out_dir / "bodies.png", dpi=110)
     say(f"body model '{body.name}' ({body.num_vertices} vertices) -> bodies.png")
