@@ -290,7 +290,6 @@ def config_dict(cfg) -> dict:
 
 
 # ------------------------------------------------------------- BCP and the LMT-style baseline
-# (appended by the BCP issue; the VHA part above is unchanged)
 AGGREGATIONS = ("softmax", "sum", "mean")  # as vhakit.models.unproject.AGGREGATIONS
 BACKBONES = ("resnet", "torchvision-resnet18")  # as vhakit.models.backbone.BACKBONES
 

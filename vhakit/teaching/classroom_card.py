@@ -38,7 +38,7 @@ def model_card_markdown(card: dict) -> str:
     if card["preset"] != "teaching" or card.get("fast_mode"):
         caveat = (f"\n> **Note.** These checkpoints use the `{card['preset']}` preset"
                   + (" in fast mode (a few optimiser steps)" if card.get("fast_mode") else "")
-                  + ", not the teaching preset the issue asks for: they show the pipeline "
+                  + ", not the teaching preset classrooms use: they show the pipeline "
                   "working, with errors far above the paper's. Regenerate them with "
                   "`vhakit pretrain-classroom --preset teaching` when there is time to train.\n")
     reading = ""
