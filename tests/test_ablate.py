@@ -607,7 +607,35 @@ def test_efficiency_rows_record_steps_epochs_and_samples(tmp_path):
 COMMITTED = Path(__file__).resolve().parents[1] / "results"
 
 
-@pytest.mark.parametrize("folder", ["", "tiny"])
+@pytest.mark.parametrize("table, stem", [("1", "table1"), ("2", "table2"),
+                                         ("efficiency", "data_efficiency")])
+def test_committed_tiny_sweeps_are_the_current_protocol_and_reload(tmp_path, table, stem):
+    """results/tiny was re-run under the current protocol: it reloads without training or a
+    protocol warning, with its numbers."""
+    import warnings
+
+    committed = COMMITTED / "tiny"
+    saved = json.loads((committed / f"{stem}.json").read_text())
+    assert saved["protocol"].startswith("v2") and saved["vha_per_seed"] is True
+    res = tmp_path / "res"
+    res.mkdir()
+    for f in committed.glob(f"{stem}.*"):
+        (res / f.name).write_bytes(f.read_bytes())
+    runner = CountingRunner()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        result = load_or_run(table, saved["preset"], len(saved["seeds"]), tmp_path / "cache",
+                             res, runner, progress=False)
+    assert runner.calls == []
+    for entry in saved["summary"]:
+        mean = result.value(entry["row"], entry["column"], entry["metric"])[0]
+        assert mean == pytest.approx(entry["mean"], rel=1e-12)
+    from vhakit.experiments.claims import check_claims
+
+    assert [c["verdict"] for c in check_claims(result)] == [c["verdict"] for c in saved["claims"]]
+
+
+@pytest.mark.parametrize("folder", [""])
 @pytest.mark.parametrize("table, stem", [("1", "table1"), ("2", "table2"),
                                          ("efficiency", "data_efficiency")])
 def test_committed_v1_sweeps_reload_as_saved(tmp_path, folder, table, stem):
