@@ -74,7 +74,10 @@ def model_card_markdown(card: dict) -> str:
         f"body model `{d['body_model']}`): the VHA on `prior_pool` train plus "
         f"`{d['train_split']}` train (prior `{d['vha_prior']}`); BCP and the baseline on "
         f"`{d['train_split']}` train (subjects S1, S5, S6, S7, S8).",
-        f"- Training time: VHA {secs['vha']:.0f} s, BCP {secs['bcp']:.0f} s, baseline "
+        "- Training time: VHA "
+        + (f"reused (the `vha.pt` of an earlier run, sha256 `{card['vha_reused_sha256'][:12]}`)"
+           if card.get("vha_reused_sha256") else f"{secs['vha']:.0f} s")
+        + f", BCP {secs['bcp']:.0f} s, baseline "
         f"{secs['baseline']:.0f} s, on a {card['machine']['cpu_count']}-core CPU "
         f"(torch {card['machine']['torch']}, {card['machine']['torch_threads']} threads; "
         "wall clock, so other jobs on the machine slow it).",
