@@ -1,4 +1,5 @@
-"""Per-joint, per-axis limits of SMPL pose parameters (the single home of joint limits in vhakit).
+"""Per-joint, per-axis limits of SMPL pose parameters for the data generator (the fitter's own,
+independent anatomical limits are ``vhakit.fitting.pose_prior.FIT_LIMITS_DEG``).
 
 Convention
 ----------
