@@ -106,6 +106,13 @@ def test_fast_round_trip(tmp_path, monkeypatch):
         assert got[name]["mpve108_mm"] == pytest.approx(card["metrics"][name]["mpve108_mm"],
                                                         rel=1e-5), name
     assert set(card["metrics"]["bcp"]) >= {"mpjpe_mm", "mpve_mm", "angle_deg"}
+    # another budget trains new predictors in their own folder on the same, cached VHA
+    again = pretrain_classroom(tmp_path / "again", preset="tiny", seed=0,
+                               cache_dir=tmp_path / "cache", eval_frames=3, progress=False,
+                               epochs=0.5)
+    assert again["files"]["vha.pt"]["sha256"] == card["files"]["vha.pt"]["sha256"]
+    assert len(list((tmp_path / "cache").rglob("vha-*"))) == 1  # the VHA trained once
+    assert list((tmp_path / "cache" / "epochs0.5").glob("vha_bcp-*"))
 
 
 def test_missing_files_raise_a_clear_error(tmp_path):

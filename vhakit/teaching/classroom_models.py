@@ -261,8 +261,8 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         cache = cache / "-".join(variant)
     models = {"vha": (vha, {"model": config_dict(vha.config)}, vha_dir)}
     for name, spec in specs.items():
-        model, run_dir = train_predictor(spec, cache, budget, progress,
-                                         vha=None if reuse_vha is None else vha)
+        # the VHA trained or loaded above: predictors cached in a variant folder reuse it
+        model, run_dir = train_predictor(spec, cache, budget, progress, vha=vha)
         cfgs = {"model": config_dict(model.config)}
         if name == "bcp":
             cfgs["vha"] = config_dict(model.vha_config)
