@@ -165,3 +165,22 @@ def test_cli_pretrain_backbone(tiny_views, tmp_path, capsys):
     assert ckpt["position"]["step"] == 2 and ckpt["run_config"]["train"]["lr"] == 5e-4
     assert main(args) == 1  # a used folder: a message naming the flags
     assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("preset, px", [("tiny", 64), ("teaching", 128)])
+def test_pretraining_data_is_held_out_prior_pool_at_the_presets_cameras(preset, px, tmp_path,
+                                                                         monkeypatch):
+    """The default data: prior_pool's test part (never trained on by the VHA, no h36m_like or
+    lightstage_like frame) at the teaching size, rendered at the preset's image size."""
+    import vhakit.data.build as build
+    from vhakit.training.backbone2d import pretraining_data
+
+    calls = []
+    monkeypatch.setattr(build, "build_dataset",
+                        lambda cfg, split, part, out, **kw: calls.append((cfg, split, part, out, kw))
+                        or out)
+    out = pretraining_data(preset, tmp_path, progress=False)
+    (cfg, split, part, folder, kw), = calls
+    assert (split, part, cfg.size, cfg.image_px) == ("prior_pool", "test", "teaching", px)
+    assert kw["images"] is True and kw["seed"] == 0
+    assert out == folder == tmp_path / preset / "pose2d-prior_pool-test-s0"
