@@ -138,21 +138,78 @@ def test_cli_passes_its_arguments(tmp_path, monkeypatch, capsys):
     calls = []
 
     def fake(out_dir, preset, seed, progress, cache_dir=None, reuse_vha=None, epochs=None,
-             backbone_init=""):
+             backbone_init="", vha_steps=None, curve_frames=0):
         calls.append((out_dir, preset, seed, progress, cache_dir, reuse_vha, epochs,
-                      backbone_init))
+                      backbone_init, vha_steps, curve_frames))
         return {"metrics": {"bcp": {"mpve108_mm": 12.34, "num_frames": 3.0}},
                 "files": {"bcp.pt": {}}, "total_bytes": 2_000_000}
 
     monkeypatch.setattr(cm, "pretrain_classroom", fake)
     assert main(["pretrain-classroom", "--preset", "tiny", "--seed", "3", "--out",
                  str(tmp_path), "--quiet"]) == 0
-    assert calls == [(tmp_path, "tiny", 3, False, None, None, None, "")]
+    assert calls == [(tmp_path, "tiny", 3, False, None, None, None, "", None, 0)]
     assert "mpve108_mm 12.3" in capsys.readouterr().out
     assert main(["pretrain-classroom", "--quiet", "--cache", "runs/cache/models",
                  "--reuse-vha", "v/vha.pt", "--epochs", "0.5", "--backbone-init", "pose2d"]) == 0
     assert calls[-1] == (PRETRAINED_DIR, "teaching", 0, False, "runs/cache/models", "v/vha.pt",
-                         0.5, "pose2d")
+                         0.5, "pose2d", None, 0)
+    assert main(["pretrain-classroom", "--quiet", "--vha-steps", "4000",
+                 "--curve-frames", "96"]) == 0
+    assert calls[-1][-2:] == (4000, 96)
+
+
+def test_vha_steps_and_learning_curves(tmp_path, monkeypatch):
+    """--vha-steps trains the VHA for that many steps in its own cache folder; --curve-frames
+    makes every run evaluate that many test frames as it trains (VHA every 250 steps, the
+    predictors twice per epoch), rows ``split == "eval"`` of its metrics.csv."""
+    import csv
+
+    monkeypatch.setenv("VHAKIT_FAST", "1")
+    with pytest.raises(ValueError, match="give one of them"):
+        pretrain_classroom(tmp_path / "x", preset="tiny", reuse_vha=tmp_path / "vha.pt",
+                           vha_steps=10, progress=False)
+    with pytest.raises(ValueError, match="vha_steps must be >= 1"):
+        pretrain_classroom(tmp_path / "x", preset="tiny", vha_steps=0, progress=False)
+    card = pretrain_classroom(tmp_path / "out", preset="tiny", seed=0, cache_dir=tmp_path / "c",
+                              eval_frames=3, progress=False, vha_steps=251, curve_frames=4,
+                              epochs=1)
+    assert card["budget"]["vha_steps"] == 251
+    assert card["command"].endswith("--epochs 1 --vha-steps 251 --curve-frames 4")
+
+    def rows(pattern):
+        (run,) = (tmp_path / "c" / "vha-steps251").rglob(pattern)
+        with open(run / "metrics.csv") as f:
+            rs = list(csv.DictReader(f))
+        return rs, json.loads((run / "done.json").read_text())["plan"]["steps"]
+
+    vha, steps = rows("vha-tiny-*")
+    assert steps == 251
+    assert [int(r["step"]) for r in vha if r["split"] == "eval"] == [250]
+    for pattern in ("vha_bcp-*", "baseline-*"):
+        rs, steps = rows(pattern)
+        evals = [(int(r["step"]), float(r["mpve_mm"])) for r in rs if r["split"] == "eval"]
+        assert [s for s, _ in evals] == [steps // 2, steps], (pattern, evals, steps)
+        assert all(0 < m < 2000 for _, m in evals)
+    # the curve as the docs draw it: the eval rows of metrics.json, in step order
+    from vhakit.viz.figures import eval_curve, plot_learning_curves
+
+    (bcp_run,) = (tmp_path / "c" / "vha-steps251").rglob("vha_bcp-*")
+    curve = eval_curve(bcp_run)
+    assert [(r["step"], round(r["mpve_mm"], 3)) for r in curve] == [
+        (s, round(m, 3)) for s, m in evals_of(bcp_run)]
+    fig = plot_learning_curves({"VHA+BCP": bcp_run}, tmp_path / "curve.png")
+    assert len(fig.axes[0].lines) == 1 and (tmp_path / "curve.png").stat().st_size > 0
+    with pytest.raises(FileNotFoundError, match="no metrics.json"):
+        eval_curve(tmp_path)
+
+
+def evals_of(run) -> list[tuple[int, float]]:
+    """Eval rows of a run's metrics.csv (the CSV twin of metrics.json), read independently."""
+    import csv
+
+    with open(run / "metrics.csv") as f:
+        return [(int(r["step"]), float(r["mpve_mm"])) for r in csv.DictReader(f)
+                if r["split"] == "eval"]
 
 
 def test_notebook_04_trains_when_asked(monkeypatch):

@@ -289,7 +289,8 @@ def _cmd_pretrain_classroom(args: argparse.Namespace) -> int:
     card = pretrain_classroom(out_dir=out, preset=args.preset, seed=args.seed,
                               cache_dir=args.cache, progress=not args.quiet,
                               reuse_vha=args.reuse_vha, epochs=args.epochs,
-                              backbone_init=args.backbone_init)
+                              backbone_init=args.backbone_init, vha_steps=args.vha_steps,
+                              curve_frames=args.curve_frames)
     for name, metrics in card["metrics"].items():
         print(f"{name:9s} " + ", ".join(f"{k} {v:.1f}" for k, v in metrics.items()
                                         if k != "num_frames"))
@@ -391,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone-init", default="", metavar="SOURCE",
                    help="start the BCP and baseline 2D backbones from 'pose2d' (the kit's "
                         "pose-pretrained one) or a pretrain-backbone run (default: random)")
+    p.add_argument("--vha-steps", type=int, default=None, metavar="N",
+                   help="VHA training steps instead of the preset budget's")
+    p.add_argument("--curve-frames", type=int, default=0, metavar="N",
+                   help="evaluate N h36m_like test frames during training (learning curves "
+                        "in each run's metrics.csv; default 0: none)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_pretrain_classroom)
     return parser

@@ -415,6 +415,11 @@ def _steps(n: int) -> dict:
     return {"max_steps": n, "epochs": 10_000} if n else {}
 
 
+def _curve(eval_data, eval_every: int) -> dict:
+    """The keyword arguments of a training run that records a test curve (none without data)."""
+    return {} if eval_data is None else {"eval_data": eval_data, "eval_every": int(eval_every)}
+
+
 def _read_done(folder: Path) -> dict:
     """A trained stage's ``done.json`` ({} when absent or unreadable)."""
     try:
@@ -471,8 +476,11 @@ def vha_training_sets(spec: ExperimentSpec, budget: Budget, progress: bool = Tru
     return sets
 
 
-def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool):
-    """The VHA of ``spec`` (trained once per :func:`vha_key`, then cached in :func:`vha_dir`)."""
+def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool,
+                      eval_data=None, eval_every: int = 0):
+    """The VHA of ``spec`` (trained once per :func:`vha_key`, then cached in :func:`vha_dir`).
+    ``eval_data`` (a dataset of ``vertices108``/``pelvis`` dicts) is evaluated every
+    ``eval_every`` steps of a new run (the learning curve in its ``metrics.csv``)."""
     from torch.utils.data import ConcatDataset
 
     from vhakit.training.vha import load_vha, train_vha
@@ -485,7 +493,8 @@ def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, pro
     plan = vha_plan(spec, budget, len(data))
     t0 = time.perf_counter()
     res = train_vha(spec.preset, data, out, resume=True, progress=progress, seed=spec.vha_seed,
-                    **_steps(budget.vha_steps), **budget.overrides.get("vha", {}))
+                    **_steps(budget.vha_steps), **budget.overrides.get("vha", {}),
+                    **_curve(eval_data, eval_every))
     write_json_atomic(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(data),
                                     "sets": {k: len(v) for k, v in sets.items()},
                                     "key": vha_key(spec), "plan": plan})
@@ -493,11 +502,13 @@ def train_or_load_vha(spec: ExperimentSpec, cache_dir: Path, budget: Budget, pro
 
 
 def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progress: bool,
-                    vha=None):
+                    vha=None, eval_data=None, evals_per_epoch: int = 1):
     """The BCP or baseline of ``spec`` (trained for :func:`predictor_plan`'s steps, cached in
     ``cache_dir/<method>-<model_key>-<recipe_hash>`` with the plan in its ``done.json``).
     ``vha``: a trained :class:`~vhakit.models.vha.VHA` the BCP builds on instead of the one of
-    :func:`train_or_load_vha` (the caller then names the run folder apart, e.g. ``cache_dir``)."""
+    :func:`train_or_load_vha` (the caller then names the run folder apart, e.g. ``cache_dir``).
+    ``eval_data`` (a :class:`~vhakit.data.datasets.MultiViewDataset`) is evaluated
+    ``evals_per_epoch`` times per epoch of a new run: the learning curve in ``metrics.csv``."""
     from vhakit.data.datasets import MultiViewDataset
     from vhakit.training.bcp import load_baseline, load_bcp, train_baseline, train_bcp
 
@@ -509,6 +520,7 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
     if spec.train_fraction < 1.0:
         train = train.subset(labelled_indices(spec, len(train)))
     plan = predictor_plan(spec, budget, len(train))
+    eval_every = max(1, plan["steps_per_epoch"] // max(1, int(evals_per_epoch)))
     if vha is None and spec.method == "vha_bcp":
         vha = train_or_load_vha(spec, cache_dir, budget, progress)[0]
     t0 = time.perf_counter()  # the predictor's own training time (the VHA records its own)
@@ -516,11 +528,13 @@ def train_predictor(spec: ExperimentSpec, cache_dir: Path, budget: Budget, progr
         res = train_bcp(spec.preset, train, vha, out, resume=True, progress=progress,
                         use_vertex_loss=spec.use_vertex_loss, use_code_loss=spec.use_code_loss,
                         init_from_vha=spec.init_from_vha, seed=spec.seed,
-                        **{**budget.overrides.get("bcp", {}), **_steps(plan["steps"])})
+                        **{**budget.overrides.get("bcp", {}), **_steps(plan["steps"])},
+                        **_curve(eval_data, eval_every))
     else:
         res = train_baseline(spec.preset, train, out, resume=True, progress=progress,
                              seed=spec.seed,
-                             **{**budget.overrides.get("baseline", {}), **_steps(plan["steps"])})
+                             **{**budget.overrides.get("baseline", {}), **_steps(plan["steps"])},
+                             **_curve(eval_data, eval_every))
     write_json_atomic(out / "done.json", {"seconds": time.perf_counter() - t0, "frames": len(train),
                                     "plan": plan})
     return res.model.cpu().eval(), out

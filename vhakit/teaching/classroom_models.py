@@ -198,7 +198,8 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
                        seed: int = 0, *, cache_dir: str | os.PathLike | None = None,
                        eval_frames: int = 24, progress: bool = True,
                        reuse_vha: str | os.PathLike | None = None,
-                       epochs: float | None = None, backbone_init: str = "") -> dict:
+                       epochs: float | None = None, backbone_init: str = "",
+                       vha_steps: int | None = None, curve_frames: int = 0) -> dict:
     """Train (or reuse from ``cache_dir``) the ``preset`` VHA, BCP and baseline with ``seed``,
     write ``vha.pt``, ``bcp.pt``, ``baseline.pt``, ``card.json`` and ``MODEL_CARD.md`` to
     ``out_dir`` and return the card.
@@ -216,6 +217,12 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
             preset budget's rule (its step floor is then dropped); the card records the budget.
         backbone_init: the BCP's and the baseline's 2D backbone start (``"pose2d"``: the kit's
             pose-pretrained one; see :class:`~vhakit.config.MultiViewConfig`), alike for both.
+        vha_steps: VHA training steps instead of the preset budget's (the VHA and the predictors
+            built on it are then cached in ``cache_dir/vha-steps<N>``).
+        curve_frames: when > 0, new runs evaluate that many ``h36m_like`` test frames (evenly
+            spread) as they train: the VHA every 250 steps, the BCP and the baseline every half
+            epoch; the learning curves are the ``eval_*`` columns of each run's ``metrics.csv``
+            (:func:`vhakit.viz.figures.plot_learning_curves` draws them).
     Runs with ``epochs`` or ``backbone_init`` are cached apart (``cache_dir/<setting>``).
     """
     from vhakit.config import config_dict
@@ -233,6 +240,13 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
     cache = Path(cache_dir) if cache_dir is not None else Path(
         "runs/classroom-fast" if fast else "runs/classroom")
     budget = get_budget(preset)
+    if vha_steps is not None:
+        if reuse_vha is not None:
+            raise ValueError("vha_steps trains a VHA and reuse_vha keeps one: give one of them")
+        if vha_steps < 1:
+            raise ValueError(f"vha_steps must be >= 1, got {vha_steps}")
+        budget = dataclasses.replace(budget, vha_steps=int(vha_steps))
+        cache = cache / f"vha-steps{int(vha_steps)}"
     variant = []
     if epochs is not None:
         budget = dataclasses.replace(budget, epochs=float(epochs), min_steps=0)
@@ -246,10 +260,17 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
     specs = {"bcp": ExperimentSpec("vha_bcp", preset=preset, train_split=EVAL_SPLIT, seed=seed),
              "baseline": ExperimentSpec("baseline", preset=preset, train_split=EVAL_SPLIT,
                                         seed=seed)}
+    curve = {}
+    if curve_frames > 0:
+        test = card_frames({"data": {"test_split": EVAL_SPLIT, "data_preset": budget.data_preset,
+                                     "eval_frames": curve_frames}}, progress=progress)
+        curve = {"eval_data": test, "evals_per_epoch": 2}
     t0 = time.perf_counter()
     reused = None
     if reuse_vha is None:
-        vha, vha_dir = train_or_load_vha(specs["bcp"], cache, budget, progress)
+        vha, vha_dir = train_or_load_vha(specs["bcp"], cache, budget, progress,
+                                         **({"eval_data": curve["eval_data"], "eval_every": 250}
+                                            if curve else {}))
     else:
         reuse_vha = Path(reuse_vha)
         if reuse_vha.name != "vha.pt":
@@ -262,7 +283,7 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
     models = {"vha": (vha, {"model": config_dict(vha.config)}, vha_dir)}
     for name, spec in specs.items():
         # the VHA trained or loaded above: predictors cached in a variant folder reuse it
-        model, run_dir = train_predictor(spec, cache, budget, progress, vha=vha)
+        model, run_dir = train_predictor(spec, cache, budget, progress, vha=vha, **curve)
         cfgs = {"model": config_dict(model.config)}
         if name == "bcp":
             cfgs["vha"] = config_dict(model.vha_config)
@@ -285,7 +306,9 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
                + ("" if out_dir.resolve() == PRETRAINED_DIR else f" --out {out_dir}")
                + ("" if reuse_vha is None else f" --reuse-vha {reuse_vha}")
                + ("" if epochs is None else f" --epochs {float(epochs):g}")
-               + (f" --backbone-init {backbone_init}" if backbone_init else ""))
+               + (f" --backbone-init {backbone_init}" if backbone_init else "")
+               + ("" if vha_steps is None else f" --vha-steps {int(vha_steps)}")
+               + (f" --curve-frames {curve_frames}" if curve_frames > 0 else ""))
     card = {
         "format": "vhakit-classroom-card-1", "preset": preset, "seed": seed, "fast_mode": fast,
         "command": command, "budget": asdict(budget),

@@ -17,7 +17,8 @@ from vhakit._util import check_shape, to_numpy
 from vhakit.body.parts import PART_COLORS as _PART_COLORS_255
 
 __all__ = ["draw_mesh", "PART_COLORS", "part_colors", "view_rotation", "ERROR_CMAP", "error_colors",
-           "METHOD_COLORS", "method_color", "draw_frame", "plot_history"]
+           "METHOD_COLORS", "method_color", "draw_frame", "plot_history", "eval_curve",
+           "plot_learning_curves"]
 
 #: :data:`vhakit.body.parts.PART_COLORS` (the renderer's palette) as RGB in [0, 1], ``(24, 3)``.
 PART_COLORS = np.asarray(_PART_COLORS_255, dtype=np.float64) / 255
@@ -198,6 +199,42 @@ def plot_history(history: str | os.PathLike | list[dict], out: str | os.PathLike
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()
+    if out is not None:
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+def eval_curve(run_dir: str | os.PathLike) -> list[dict]:
+    """The test-set learning curve of a run: its ``split == "eval"`` rows (``metrics.json``) as
+    ``[{"step", "epoch", "mpve_mm"}]`` in step order (``mpve_mm``: the run's evaluation MPVE in
+    mm; for a VHA that of its final decoding V')."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no metrics.json in {run_dir}: not a finished or running "
+                                "training run")
+    history = json.loads(path.read_text())["history"]
+    rows = [r for r in history if r.get("split") == "eval" and "mpve_mm" in r]
+    return [{"step": int(r["step"]), "epoch": r.get("epoch"), "mpve_mm": float(r["mpve_mm"])}
+            for r in sorted(rows, key=lambda r: r["step"])]
+
+
+def plot_learning_curves(runs: dict[str, str | os.PathLike], out: str | os.PathLike | None = None,
+                         title: str = ""):
+    """Test MPVE (mm) against training steps, one line per run (``{label: run folder}``, see
+    :func:`eval_curve`). Returns a matplotlib ``Figure``, saved to ``out`` if given."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.add_subplot()
+    for label, run in runs.items():
+        curve = eval_curve(run)
+        ax.plot([r["step"] for r in curve], [r["mpve_mm"] for r in curve], "o-", ms=3,
+                label=label)
+    ax.set(xlabel="training step", ylabel="test MPVE, 108 vertices (mm)", yscale="log",
+           title=title or "learning curves")
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend()
     if out is not None:
         fig.savefig(out, dpi=120)
     return fig
