@@ -18,6 +18,7 @@ def test_fast_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| VHA+BCP |" in printed and "| baseline (LMT-style) |" in printed
+    assert "most bent frame" in printed and "most bent frame" in (out / "results.md").read_text()
     for name in ("bodies.png", "comparison.png", "views.png", "results.md",
                  "reconstructions.npz"):
         assert (out / name).stat().st_size > 1000 or name == "results.md", name
@@ -43,3 +44,21 @@ def test_fast_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
     vha_run = next((out / "models-fast").glob("vha-*"))
     assert main(["evaluate", "--model", str(vha_run), "--data", str(data)]) == 1
     assert "BCP or baseline" in capsys.readouterr().err
+
+
+def test_tilt_table_numbers():
+    """The bent frames' mean tilt and mean |error| by hand: true tilts 5, 30, 50 (two bent)."""
+    import numpy as np
+
+    from vhakit.experiments.demo import format_tilt_table
+
+    table = format_tilt_table({"ground truth": np.array([5.0, 30.0, 50.0]),
+                               "VHA+BCP": np.array([4.0, 20.0, 56.0]),
+                               "baseline": np.array([1.0, 2.0, 3.0])})
+    lines = table.splitlines()
+    assert "2 frames bent > 20 deg" in lines[0]
+    assert lines[2].split("|")[1:5] == [" ground truth ", " 40.0 ", " – ", " 50.0 "]
+    assert lines[3].split("|")[1:5] == [" VHA+BCP ", " 38.0 ", " 8.0 ", " 56.0 "]  # |-10|, |6|
+    assert lines[4].split("|")[1:5] == [" baseline ", " 2.5 ", " 37.5 ", " 3.0 "]
+    upright = format_tilt_table({"ground truth": np.array([1.0, 2.0]), "m": np.array([3.0, 4.0])})
+    assert "0 frames bent" in upright and "| m | – | – | 4.0 |" in upright

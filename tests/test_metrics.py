@@ -288,3 +288,32 @@ def test_h36m_regressor_files_are_checked(open_body, tmp_path, monkeypatch):
     # the environment variable is for licensed SMPL: the open body keeps its own equivalent
     monkeypatch.setenv(H36M_REGRESSOR_ENV, str(official))
     assert h36m_regressor(open_body)[1] == "mesh-equivalent"
+
+
+def test_trunk_tilt_deg_known_geometry_and_smpl_bodies():
+    """Closed form: a trunk tipped by a known angle about a horizontal axis; then smplx-posed
+    open bodies: upright at rest, and a 60-degree hip-flexion bend of the root reads 60."""
+    import math
+
+    from vhakit.body.model import BodyModel
+    from vhakit.evaluation.metrics import trunk_tilt_deg
+
+    angles = torch.tensor([0.0, 10.0, 45.0, 90.0, 135.0, 180.0])
+    joints = torch.zeros(len(angles), 24, 3)
+    rad = torch.deg2rad(angles)
+    # neck 0.5 m from the pelvis, tipped about the axis (cos 30, 0, sin 30): the tilt is the angle
+    joints[:, 12] = 0.5 * torch.stack([-torch.sin(rad) * math.sin(math.pi / 6), torch.cos(rad),
+                                       torch.sin(rad) * math.cos(math.pi / 6)], -1)
+    joints += torch.tensor([0.3, 0.9, -1.2])  # translation does not matter
+    torch.testing.assert_close(trunk_tilt_deg(joints), angles, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="joints must have shape"):
+        trunk_tilt_deg(joints[:, :17])
+
+    body = BodyModel.open()
+    orient = torch.tensor([[0.0, 0.0, 0.0], [math.radians(60), 0.0, 0.0]])
+    out = body(betas=torch.zeros(2, 10), global_orient=orient, body_pose=torch.zeros(2, 69),
+               transl=torch.zeros(2, 3))
+    rest = float(trunk_tilt_deg(out.joints[:1]))
+    assert rest < 10.0  # the rest pose's spine is near vertical
+    # rotating the whole body by 60 degrees about x tips the trunk by 60 +- the rest lean
+    assert abs(float(trunk_tilt_deg(out.joints[1:])) - 60.0) <= rest + 1e-3

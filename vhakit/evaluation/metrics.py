@@ -27,7 +27,7 @@ from vhakit.geometry.rotations import axis_angle_to_matrix
 
 __all__ = ["similarity_procrustes", "procrustes_align", "mpjpe", "pa_mpjpe", "mpve",
            "regress_joints", "geodesic_angle_deg", "global_rotations", "angular_distance",
-           "summarize", "ALIGN_MODES"]
+           "summarize", "trunk_tilt_deg", "ALIGN_MODES"]
 
 ALIGN_MODES = ("root", "none", "procrustes")
 
@@ -232,6 +232,23 @@ def angular_distance(pred_pose: torch.Tensor, target_pose: torch.Tensor,
         Rp, Rt = Rp[:, idx], Rt[:, idx]
     ang = geodesic_angle_deg(Rp, Rt)  # (B, K)
     return ang if per_joint else ang.mean(-1)
+
+
+def trunk_tilt_deg(joints: torch.Tensor) -> torch.Tensor:
+    """How far each body leans or bends away from upright: the angle (degrees, ``[0, 180]``)
+    between the pelvis-to-neck direction (SMPL joints 0 and 12) and the world's up axis (+y,
+    the kit's convention). About 0-5 degrees standing or walking, 40-90 bending to pick up,
+    ~90 lying.
+
+    Args:
+        joints: ``(B, 24, 3)`` SMPL joints, metres, y up.
+    Returns:
+        ``(B,)`` degrees.
+    """
+    check_tensor(joints, "joints", ("B", 24, 3), hint="; SMPL's 24 joints, y up")
+    trunk = joints[:, 12] - joints[:, 0]
+    # atan2(horizontal length, height): accurate near 0 and 180 degrees, unlike acos
+    return torch.rad2deg(torch.atan2(trunk[:, [0, 2]].norm(dim=-1), trunk[:, 1]))
 
 
 def summarize(**per_frame: torch.Tensor) -> dict[str, float]:

@@ -20,7 +20,33 @@ from matplotlib.figure import Figure
 
 from vhakit._util import markdown_table
 
-__all__ = ["demo_poses", "run_demo", "plot_posed_meshes", "plot_comparison", "format_table"]
+__all__ = ["demo_poses", "demo_budget", "run_demo", "plot_posed_meshes", "plot_comparison",
+           "format_table", "format_tilt_table", "BENT_DEG"]
+
+# The demo's training (tiny data): placeholders until the tiny learning curves are measured.
+_DEMO_VHA_STEPS = 600
+_DEMO_EPOCHS = 6.0
+
+#: A test frame counts as bent when its true trunk tilt exceeds this (degrees; standing and
+#: walking frames sit at 0-5, picking something up at 15-60).
+BENT_DEG = 20.0
+
+
+def demo_budget(preset: str = "tiny"):
+    """The :class:`~vhakit.experiments.pipeline.Budget` the demo trains with: for ``tiny``, the
+    tiny data with the pose-pretrained 2D backbone and the training length the tiny learning
+    curves ask for (``docs/learning_curves/``); other presets their sweep budget;
+    ``VHAKIT_FAST=1`` the seconds-long one."""
+    from vhakit.experiments.pipeline import BUDGETS, Budget, get_budget
+    from vhakit.runtime import fast_mode
+
+    if preset != "tiny" or fast_mode():
+        return get_budget(preset)
+    tiny = BUDGETS["tiny"]
+    return Budget("tiny", vha_steps=_DEMO_VHA_STEPS, epochs=_DEMO_EPOCHS, min_steps=0,
+                  overrides={"vha": tiny.overrides["vha"],
+                             "bcp": {"backbone_init": "pose2d"},
+                             "baseline": {"backbone_init": "pose2d"}})
 
 
 def demo_poses() -> dict[str, torch.Tensor]:
@@ -114,15 +140,39 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
                           [[name] + [f"{m[k]:.1f}" for k, _ in cols] for name, m in rows.items()])
 
 
+def format_tilt_table(tilts: dict[str, np.ndarray], bent_deg: float = BENT_DEG) -> str:
+    """A markdown table of how bent the reconstructions are, over the frames whose true trunk
+    tilt (:func:`vhakit.evaluation.metrics.trunk_tilt_deg`) exceeds ``bent_deg``: mean tilt and
+    mean absolute tilt error per method, and the tilt of the most bent frame.
+
+    Args:
+        tilts: ``{"ground truth": (F,), method: (F,)}`` degrees, one entry per test frame.
+    """
+    gt = np.asarray(tilts["ground truth"])
+    bent = gt > bent_deg
+    top = int(np.argmax(gt))
+    rows = []
+    for name, t in tilts.items():
+        t = np.asarray(t)
+        err = "–" if name == "ground truth" else (
+            f"{np.abs(t[bent] - gt[bent]).mean():.1f}" if bent.any() else "–")
+        mean = f"{t[bent].mean():.1f}" if bent.any() else "–"
+        rows.append([name, mean, err, f"{t[top]:.1f}"])
+    return markdown_table(
+        [f"trunk tilt (deg), {int(bent.sum())} frames bent > {bent_deg:g} deg", "mean",
+         "mean |error|", "most bent frame"], rows)
+
+
 def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int = 0,
              progress: bool = True) -> dict[str, dict[str, float]]:
     """Run the demo (see the module docstring); returns ``{method: metrics}``.
 
-    ``VHAKIT_FAST=1`` shrinks training to a few steps (CI); the default trains for a few
-    minutes. A second run reuses the data and the checkpoints in ``out_dir/models``.
+    ``VHAKIT_FAST=1`` shrinks training to a few steps (CI); the default trains for
+    :func:`demo_budget` (about 8 minutes on 2 cores). A second run reuses the data and the
+    checkpoints in ``out_dir/models-<budget>``.
     """
     from vhakit.body.model import BodyModel
-    from vhakit.experiments.pipeline import eval_dataset, get_budget
+    from vhakit.experiments.pipeline import eval_dataset
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,18 +186,21 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
         [[0.0] * 10, [1.0] + [0.0] * 9, [-1.0, 0.5] + [0.0] * 8, [0.5, -1.0] + [0.0] * 8]))
     fig.savefig(out_dir / "bodies.png", dpi=110)
     say(f"body model '{body.name}' ({body.num_vertices} vertices) -> bodies.png")
-    budget = get_budget(preset)
+    budget = demo_budget(preset)
     test = eval_dataset("h36m_like", budget, progress)
     say(f"data ready: h36m_like test, {len(test)} frames x {test.num_views} views")
-    rows, recons = _reconstruct(test, body, preset, seed, budget, out_dir, progress, say)
-    table = format_table(rows)
+    rows, recons, tilts = _reconstruct(test, body, preset, seed, budget, out_dir, progress, say)
+    table, tilt_table = format_table(rows), format_tilt_table(tilts)
     header = (f"vhakit demo: preset {preset}, h36m_like test ({len(test)} frames, "
               f"{test.num_views} views), {time.perf_counter() - t_start:.0f} s in total\n\n")
-    (out_dir / "results.md").write_text(header + table + "\n")
-    print("\n" + header + table + "\n", flush=True)
+    text = header + table + "\n\nHow bent the fitted bodies are (pelvis-to-neck angle from " \
+        "vertical):\n\n" + tilt_table + "\n"
+    (out_dir / "results.md").write_text(text)
+    print("\n" + text, flush=True)
     recons.save(out_dir / "reconstructions.npz")
     worst = int(np.argmax(recons.mpve_mm("baseline (LMT-style) fitted")))
-    fig = plot_comparison(recons, sorted({0, recons.num_frames // 2, worst}), recons.methods)
+    bent = recons.frame_names.index(test.names[int(np.argmax(tilts["ground truth"]))])
+    fig = plot_comparison(recons, sorted({0, bent, worst}), recons.methods)
     fig.savefig(out_dir / "comparison.png", dpi=100)
     fig = Figure(figsize=(2.2 * test.num_views, 2.4))
     axes = fig.subplots(1, test.num_views)
@@ -162,17 +215,26 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
 
 def _reconstruct(test, body, preset: str, seed: int, budget, out_dir: Path, progress: bool, say):
     """Train (or reuse) the baseline and VHA+BCP, plot their training curves, reconstruct and fit
-    the ``test`` frames. Returns ``{method: metrics}`` and the
-    :class:`~vhakit.evaluation.recon.Reconstructions` of 24 frames spread over ``test``."""
+    the ``test`` frames. Returns ``{method: metrics}``, the
+    :class:`~vhakit.evaluation.recon.Reconstructions` of 24 frames spread over ``test`` plus its
+    most bent frame, and the trunk tilts ``{"ground truth" | method: (F,)}`` of all frames."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from vhakit.evaluation.metrics import trunk_tilt_deg
     from vhakit.evaluation.recon import Reconstructions
     from vhakit.experiments.pipeline import ExperimentSpec, evaluate_vertices, train_predictor
     from vhakit.runtime import fast_mode
     from vhakit.training.bcp import predict_vertices
     from vhakit.viz.figures import plot_history
 
-    models = out_dir / ("models-fast" if fast_mode() else "models")
+    # runs of another budget live apart: a changed budget never reuses stale checkpoints
+    tag = hashlib.sha1(json.dumps(dataclasses.asdict(budget), sort_keys=True,
+                                  default=str).encode()).hexdigest()[:8]
+    models = out_dir / ("models-fast" if fast_mode() else f"models-{tag}")
     rows: dict[str, dict[str, float]] = {}
-    preds, fitted = {}, {}
+    preds, fitted, tilts = {}, {}, {}
     for method, label in (("baseline", "baseline (LMT-style)"), ("vha_bcp", "VHA+BCP")):
         spec = ExperimentSpec(method=method, preset=preset, seed=seed)
         model, run_dir = train_predictor(spec, models, budget, progress)
@@ -184,8 +246,11 @@ def _reconstruct(test, body, preset: str, seed: int, budget, out_dir: Path, prog
         rows[label], details = evaluate_vertices(preds[label], test, body)
         fitted[label] = details["vertices"].numpy()
         gt_vertices = details["gt_vertices"].numpy()
+        tilts["ground truth"] = trunk_tilt_deg(details["gt_joints"]).numpy()
+        tilts[label] = trunk_tilt_deg(details["joints"]).numpy()
         say(f"{label}: reconstructed and fitted {len(test)} frames")
-    keep = np.linspace(0, len(test) - 1, min(len(test), 24)).round().astype(int)
+    spread = np.linspace(0, len(test) - 1, min(len(test), 24)).round().astype(int)
+    keep = np.array(sorted({*spread.tolist(), int(np.argmax(tilts["ground truth"]))}))
     sample = [test[int(i)] for i in keep]
     return rows, Reconstructions(
         faces=body.faces.numpy(),
@@ -197,4 +262,5 @@ def _reconstruct(test, body, preset: str, seed: int, budget, out_dir: Path, prog
         images=np.stack([(s["images"].permute(0, 2, 3, 1).numpy() * 255).round()
                          .astype(np.uint8) for s in sample]),
         K=test.arrays["K"][keep].numpy(), R=test.arrays["R"][keep].numpy(),
-        t=test.arrays["t"][keep].numpy(), subsample_indices=body.subsample_indices.numpy())
+        t=test.arrays["t"][keep].numpy(),
+        subsample_indices=body.subsample_indices.numpy()), tilts

@@ -607,7 +607,8 @@ def evaluate_vertices(pred108: torch.Tensor, dataset, body=None, fit: bool = Tru
         per["mpve_mm"] = mpve(res.vertices, true.vertices, pred_root=res.joints[:, 0],
                               target_root=true.joints[:, 0]) * 1000
         per["angle_deg"] = angular_distance(res.poses, gt["poses"])
-        details.update(vertices=res.vertices, poses=res.poses, gt_vertices=true.vertices)
+        details.update(vertices=res.vertices, poses=res.poses, gt_vertices=true.vertices,
+                       joints=res.joints, gt_joints=true.joints)
     summary = {k: float(v.mean()) for k, v in per.items()}
     summary["num_frames"] = float(F)
     details["per_frame"] = {k: v.numpy() for k, v in per.items()}
