@@ -184,3 +184,85 @@ def test_pretraining_data_is_held_out_prior_pool_at_the_presets_cameras(preset, 
     assert (split, part, cfg.size, cfg.image_px) == ("prior_pool", "test", "teaching", px)
     assert kw["images"] is True and kw["seed"] == 0
     assert out == folder == tmp_path / preset / "pose2d-prior_pool-test-s0"
+
+
+class _FakeTorchvisionBlock(torch.nn.Module):
+    """torchvision's BasicBlock layout (conv1/bn1/conv2/bn2, optional downsample)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                         nn.BatchNorm2d(cout)) if stride != 1 else None)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
+        return torch.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+def _fake_resnet18(weights=None):
+    """A stand-in for ``torchvision.models.resnet18`` with its module names and shapes (this
+    machine has no torchvision build for its torch): conv1 7x7/2, bn1, relu, maxpool, layer1-4, fc."""
+    nn = torch.nn
+    m = nn.Module()
+    m.conv1, m.bn1, m.relu = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU()
+    m.maxpool = nn.MaxPool2d(3, 2, 1)
+    widths = [(64, 64, 1), (64, 128, 2), (128, 256, 2), (256, 512, 2)]
+    for i, (cin, cout, stride) in enumerate(widths, 1):
+        setattr(m, f"layer{i}", nn.Sequential(_FakeTorchvisionBlock(cin, cout, stride),
+                                              _FakeTorchvisionBlock(cout, cout, 1)))
+    m.fc = nn.Linear(512, 1000)
+    for p in m.parameters():  # not the init of the kit's copy: loading must change the weights
+        torch.nn.init.normal_(p, std=0.05)
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.normal_(0, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    return m
+
+
+def test_torchvision_resnet18_state_dict_file_loads_into_the_backbone(tmp_path, monkeypatch):
+    """backbone_init = a torchvision ResNet-18 state_dict file, for backbone="torchvision-
+    resnet18": the stem and first two stages get its weights, so the kit's H/8 features equal
+    torchvision's layer2 output on the same image; layer3/4 and fc are ignored."""
+    import sys
+    import types
+
+    from vhakit.models.backbone import ResNetBackbone, normalize_images
+    from vhakit.training.backbone2d import load_backbone_weights, torchvision_resnet18_weights
+
+    fake = types.ModuleType("torchvision.models")
+    fake.resnet18 = _fake_resnet18
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.models", fake)
+    torch.manual_seed(0)
+    tv = _fake_resnet18().eval()
+    torch.save(tv.state_dict(), tmp_path / "resnet18.pt")
+    cfg = MultiViewConfig(backbone="torchvision-resnet18", backbone_init=str(tmp_path / "resnet18.pt"))
+    backbone = ResNetBackbone(cfg.feature_channels, kind="torchvision-resnet18", norm="batch").eval()
+    head_before = {k: v.clone() for k, v in backbone.state_dict().items()
+                   if k.startswith(("head.", "lateral."))}
+    card = load_backbone_weights(backbone, cfg, cfg.backbone_init)
+    assert card["loaded"] == len(torchvision_resnet18_weights(tv.state_dict()))
+    x = normalize_images(torch.rand(2, 3, 64, 64))
+    with torch.no_grad():
+        want = tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))
+        got = backbone.stage8(backbone.stage4(backbone.stem(x)))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    for k, v in backbone.state_dict().items():  # the kit's own layers stay as they were
+        if k in head_before:
+            torch.testing.assert_close(v, head_before[k], rtol=0, atol=0)
+    # the renaming by itself, and the errors
+    names = torchvision_resnet18_weights(tv.state_dict())
+    assert "stem.0.weight" in names and "stage4.1.0.conv1.weight" in names
+    assert "stage8.0.downsample.0.weight" in names and not any("fc" in k for k in names)
+    with pytest.raises(ValueError, match="not a torchvision ResNet-18"):
+        torchvision_resnet18_weights({"fc.weight": torch.zeros(1)})
+    bad = {k: v for k, v in tv.state_dict().items() if not k.startswith("layer2.1.")}
+    torch.save(bad, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match="lacks"):
+        load_backbone_weights(backbone, cfg, tmp_path / "cut.pt")

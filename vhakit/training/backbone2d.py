@@ -46,7 +46,7 @@ from vhakit.training.trainer import StepContext, TrainResult, fit, read_run
 
 __all__ = ["Pose2DNet", "Pose2DTask", "soft_argmax_2d", "pretrain_backbone", "export_backbone",
            "load_backbone_weights", "read_backbone_file", "evaluate_backbone", "shipped_backbone",
-           "POSE2D_DIR",
+           "torchvision_resnet18_weights", "POSE2D_DIR",
            "BACKBONE_FILE_FORMAT", "PCK_FRACTION", "BACKBONE_FIELDS"]
 
 # the kit's pose-pretrained backbones, one per preset's widths: backbone2d-<preset>.pt
@@ -232,10 +232,69 @@ def read_backbone_file(source: str | os.PathLike, config: MultiViewConfig | None
                      "written by export_backbone")
 
 
+# torchvision's ResNet-18 names -> the kit's backbone (kind "torchvision-resnet18"): the stem is
+# conv1 + bn1 (+ relu), stage4 is maxpool + layer1, stage8 is layer2; layer3/4 and fc are unused
+_TV_PREFIXES = (("conv1.", "stem.0."), ("bn1.", "stem.1."), ("layer1.", "stage4.1."),
+                ("layer2.", "stage8."))
+
+
+def torchvision_resnet18_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The entries of a torchvision ResNet-18 ``state_dict`` that the kit's
+    ``backbone="torchvision-resnet18"`` uses, renamed to its parameter names (``conv1``/``bn1``
+    -> ``stem.0``/``stem.1``, ``layer1`` -> ``stage4.1``, ``layer2`` -> ``stage8``); ``layer3``,
+    ``layer4`` and ``fc`` are dropped. ValueError when an entry of those four parts is missing.
+    """
+    out = {}
+    for tv, mine in _TV_PREFIXES:
+        part = {mine + k[len(tv):]: v for k, v in state.items() if k.startswith(tv)}
+        if not part:
+            raise ValueError(f"no '{tv}*' entries: not a torchvision ResNet-18 state_dict (its keys "
+                             f"start with conv1., bn1., layer1. ... ; got {sorted(state)[:4]} ...)")
+        out.update(part)
+    return out
+
+
+def _load_torchvision_state(backbone: ResNetBackbone, state: dict, path: Path) -> dict:
+    """Load a torchvision ResNet-18 ``state`` (read from ``path``) into the stem and first two
+    stages of a ``torchvision-resnet18`` backbone (its lateral and head layers stay as they
+    are). Returns a small card."""
+    if isinstance(state.get("state_dict"), dict):  # {"state_dict": ...} checkpoints
+        state = state["state_dict"]
+    weights = torchvision_resnet18_weights(state)
+    own = backbone.state_dict()
+    bad = {k: (tuple(v.shape), tuple(own[k].shape)) for k, v in weights.items()
+           if k not in own or own[k].shape != v.shape}
+    if bad:
+        raise ValueError(f"backbone_init: {path} does not fit the ResNet-18 stages "
+                         f"(name: shape there, here): {dict(list(bad.items())[:3])}")
+    missing = [k for k in own if k.startswith(("stem.", "stage4.", "stage8."))
+               and k not in weights]
+    if missing:
+        raise ValueError(f"backbone_init: {path} lacks {missing[:3]}")
+    backbone.load_state_dict(weights, strict=False)
+    return {"source": str(path), "kind": "torchvision-resnet18 state_dict",
+            "loaded": len(weights)}
+
+
 def load_backbone_weights(backbone: ResNetBackbone, config: MultiViewConfig,
                           source: str | os.PathLike) -> dict:
     """Copy pretrained weights from ``source`` (see :func:`read_backbone_file`) into
-    ``backbone``, built from ``config``; the widths must match. Returns the file's card."""
+    ``backbone``, built from ``config``; the widths must match. Returns the file's card.
+
+    With ``config.backbone == "torchvision-resnet18"``, ``source`` may also be a file holding a
+    torchvision ResNet-18 ``state_dict`` (e.g. ImageNet weights saved on a machine with internet:
+    ``torch.save(torchvision.models.resnet18(weights="DEFAULT").state_dict(), "resnet18.pt")``;
+    the kit itself never downloads): its stem and first two stages are loaded
+    (:func:`torchvision_resnet18_weights`), the lateral and head layers stay random."""
+    path = Path(source)
+    if config.backbone == "torchvision-resnet18" and str(source) != "pose2d" and path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # read_backbone_file below says what is wrong with the file
+            state = None
+        if isinstance(state, dict) and state.get("format") != BACKBONE_FILE_FORMAT \
+                and "run_config" not in state:
+            return _load_torchvision_state(backbone, state, path)
     payload = read_backbone_file(source, config)
     mine = _backbone_config(config_dict(config))
     if payload["config"] != mine:
