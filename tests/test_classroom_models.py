@@ -201,6 +201,19 @@ def test_vha_steps_and_learning_curves(tmp_path, monkeypatch):
     assert len(fig.axes[0].lines) == 1 and (tmp_path / "curve.png").stat().st_size > 0
     with pytest.raises(FileNotFoundError, match="no metrics.json"):
         eval_curve(tmp_path)
+    # data_scripts/learning_curves.py writes the same rows to CSV, with the figure
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "data_scripts" / "learning_curves.py"
+    spec = importlib.util.spec_from_file_location("learning_curves", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--out", str(tmp_path / "lc" / "t"), f"VHA+BCP={bcp_run}"]) == 0
+    with open(tmp_path / "lc" / "t.csv") as f:
+        written = [(int(r["step"]), float(r["mpve_mm"])) for r in csv.DictReader(f)]
+    assert written == [(s, pytest.approx(m, abs=0.006)) for s, m in evals_of(bcp_run)]
+    assert (tmp_path / "lc" / "t.png").stat().st_size > 0
 
 
 def evals_of(run) -> list[tuple[int, float]]:
