@@ -230,8 +230,13 @@ def plot_learning_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         curve = eval_curve(run)
         ax.plot([r["step"] for r in curve], [r["mpve_mm"] for r in curve], "o-", ms=3,
                 label=label)
-    ax.set(xlabel="training step", ylabel="test MPVE, 108 vertices (mm)", yscale="log",
-           title=title or "learning curves")
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.set(xlabel="training step (of each model)", ylabel="test MPVE, 108 vertices (mm)",
+           yscale="log", title=title or "learning curves")
+    for axis in (ax.yaxis,):  # plain millimetres on the log axis, not 6x10^1
+        axis.set_major_formatter(FormatStrFormatter("%g"))
+        axis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
         ax.legend()
