@@ -175,6 +175,10 @@ def test_vha_steps_and_learning_curves(tmp_path, monkeypatch):
                               epochs=1)
     assert card["budget"]["vha_steps"] == 251
     assert card["command"].endswith("--epochs 1 --vha-steps 251 --curve-frames 4")
+    assert card["curves"]["frames"] == 4 and [r["step"] for r in card["curves"]["vha"]] == [250]
+    md = (tmp_path / "out" / "MODEL_CARD.md").read_text()
+    assert "## Learning curves" in md
+    assert f"250: {card['curves']['vha'][0]['mpve_mm']:.1f}" in md
 
     def rows(pattern):
         (run,) = (tmp_path / "c" / "vha-steps251").rglob(pattern)

@@ -94,11 +94,40 @@ def model_card_markdown(card: dict) -> str:
         "",
         markdown_table(["metric", "VHA (autoencoder)", "VHA+BCP", "baseline"], rows),
         reading,
+        _curves_section(card.get("curves")),
         "## Files",
         "",
         markdown_table(["file", "size", "parameters", "sha256"], files),
         "",
         "Intended use: teaching and demos on the kit's synthetic data. Not for measuring people.",
+        "",
+    ])
+
+
+def _curves_section(curves: dict | None, points: int = 8) -> str:
+    """The card's learning curves (``card["curves"]``: ``frames`` and per model the
+    :func:`~vhakit.viz.figures.eval_curve` rows) as a short table: up to ``points`` evaluations
+    per model, evenly spread, the last one included. Empty without curves."""
+    if not curves or not any(curves.get(k) for k in ("vha", "bcp", "baseline")):
+        return ""
+    names = {"vha": "VHA (autoencoding)", "bcp": "VHA+BCP", "baseline": "baseline"}
+    rows = []
+    for key, label in names.items():
+        curve = curves.get(key) or []
+        if not curve:
+            continue
+        pick = sorted({round(i * (len(curve) - 1) / max(1, points - 1))
+                       for i in range(min(points, len(curve)))})
+        rows.append([label, ", ".join(f"{curve[i]['step']}: {curve[i]['mpve_mm']:.1f}"
+                                      for i in pick)])
+    return "\n".join([
+        "## Learning curves",
+        "",
+        f"Test MPVE of the 108 vertices (mm) on {curves.get('frames', '?')} `h36m_like` test "
+        "frames, recorded while training (`--curve-frames`), as `step: mm`; every evaluation "
+        "is in `card.json` (`curves`).",
+        "",
+        markdown_table(["model", "training step: test MPVE108 (mm)"], rows),
         "",
     ])
 

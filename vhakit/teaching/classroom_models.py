@@ -326,6 +326,11 @@ def pretrain_classroom(out_dir: str | os.PathLike = PRETRAINED_DIR, preset: str 
         "files": files, "total_bytes": total,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if curve_frames > 0:
+        from vhakit.viz.figures import eval_curve
+
+        card["curves"] = {"frames": curve_frames, **{n: eval_curve(m[2]) if m[2] else []
+                                                     for n, m in models.items()}}
     card["metrics"] = _evaluate_on(out_dir, ds)  # the stored (float16) weights, as shipped
     write_json_atomic(out_dir / "card.json", card, sort_keys=False)
     write_model_card(card, out_dir / "MODEL_CARD.md")
