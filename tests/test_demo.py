@@ -62,3 +62,14 @@ def test_tilt_table_numbers():
     assert lines[4].split("|")[1:5] == [" baseline ", " 2.5 ", " 37.5 ", " 3.0 "]
     upright = format_tilt_table({"ground truth": np.array([1.0, 2.0]), "m": np.array([3.0, 4.0])})
     assert "0 frames bent" in upright and "| m | – | – | 4.0 |" in upright
+
+
+def test_demo_cli_passes_out_and_seed(tmp_path, monkeypatch):
+    import vhakit.experiments.demo as demo
+    from vhakit.cli import main
+
+    calls = []
+    monkeypatch.setattr(demo, "run_demo", lambda **kw: calls.append(kw) or {})
+    assert main(["demo", "--out", str(tmp_path), "--seed", "3"]) == 0
+    assert main(["demo"]) == 0
+    assert [(str(c["out_dir"]), c["seed"]) for c in calls] == [(str(tmp_path), 3), ("runs/demo", 0)]

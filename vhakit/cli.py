@@ -64,7 +64,7 @@ def _cmd_build_kernels(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from vhakit.experiments.demo import run_demo
 
-    run_demo(out_dir=Path(args.out))
+    run_demo(out_dir=Path(args.out), seed=args.seed)
     return 0
 
 
@@ -317,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the end-to-end demo; writes figures to runs/demo/")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the three trainings (default 0; benchmarks/demo_seeds.py "
+                        "compares several)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("make-data", help="render a synthetic multi-view dataset to a folder")
