@@ -50,11 +50,15 @@ def test_tilt_table_numbers():
     """The bent frames' mean tilt and mean |error| by hand: true tilts 5, 30, 50 (two bent)."""
     import numpy as np
 
-    from vhakit.experiments.demo import format_tilt_table
+    import math
 
-    table = format_tilt_table({"ground truth": np.array([5.0, 30.0, 50.0]),
-                               "VHA+BCP": np.array([4.0, 20.0, 56.0]),
-                               "baseline": np.array([1.0, 2.0, 3.0])})
+    from vhakit.experiments.demo import bent_tilt_errors, format_tilt_table
+
+    tilts = {"ground truth": np.array([5.0, 30.0, 50.0]), "VHA+BCP": np.array([4.0, 20.0, 56.0]),
+             "baseline": np.array([1.0, 2.0, 3.0])}
+    assert bent_tilt_errors(tilts) == {"VHA+BCP": 8.0, "baseline": 37.5}
+    assert math.isnan(bent_tilt_errors(tilts, bent_deg=60.0)["baseline"])
+    table = format_tilt_table(tilts)
     lines = table.splitlines()
     assert "2 frames bent > 20 deg" in lines[0]
     assert lines[2].split("|")[1:5] == [" ground truth ", " 40.0 ", " – ", " 50.0 "]

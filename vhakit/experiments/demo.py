@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from vhakit._util import markdown_table
 
 __all__ = ["demo_poses", "demo_budget", "run_demo", "plot_posed_meshes", "plot_comparison",
-           "format_table", "format_tilt_table", "BENT_DEG"]
+           "format_table", "format_tilt_table", "bent_tilt_errors", "BENT_DEG"]
 
 # The demo's training (tiny data), read off the tiny test-set learning curves
 # (docs/learning_curves/tiny.csv, 84 h36m_like test frames, 2026-12-08): the VHA reaches 31 mm in
@@ -144,6 +144,16 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
                           [[name] + [f"{m[k]:.1f}" for k, _ in cols] for name, m in rows.items()])
 
 
+def bent_tilt_errors(tilts: dict[str, np.ndarray], bent_deg: float = BENT_DEG
+                     ) -> dict[str, float]:
+    """Mean |trunk tilt error| (degrees) of each method over the frames whose true tilt exceeds
+    ``bent_deg``; NaN when no frame is that bent. ``tilts`` as :func:`format_tilt_table`'s."""
+    gt = np.asarray(tilts["ground truth"])
+    bent = gt > bent_deg
+    return {name: float(np.abs(np.asarray(t)[bent] - gt[bent]).mean()) if bent.any()
+            else float("nan") for name, t in tilts.items() if name != "ground truth"}
+
+
 def format_tilt_table(tilts: dict[str, np.ndarray], bent_deg: float = BENT_DEG) -> str:
     """A markdown table of how bent the reconstructions are, over the frames whose true trunk
     tilt (:func:`vhakit.evaluation.metrics.trunk_tilt_deg`) exceeds ``bent_deg``: mean tilt and
@@ -155,11 +165,11 @@ def format_tilt_table(tilts: dict[str, np.ndarray], bent_deg: float = BENT_DEG) 
     gt = np.asarray(tilts["ground truth"])
     bent = gt > bent_deg
     top = int(np.argmax(gt))
+    errors = bent_tilt_errors(tilts, bent_deg)
     rows = []
     for name, t in tilts.items():
         t = np.asarray(t)
-        err = "–" if name == "ground truth" else (
-            f"{np.abs(t[bent] - gt[bent]).mean():.1f}" if bent.any() else "–")
+        err = "–" if name == "ground truth" or not bent.any() else f"{errors[name]:.1f}"
         mean = f"{t[bent].mean():.1f}" if bent.any() else "–"
         rows.append([name, mean, err, f"{t[top]:.1f}"])
     return markdown_table(
@@ -196,10 +206,8 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
     test = eval_dataset("h36m_like", budget, progress)
     say(f"data ready: h36m_like test, {len(test)} frames x {test.num_views} views")
     rows, recons, tilts = _reconstruct(test, body, preset, seed, budget, out_dir, progress, say)
-    bent = tilts["ground truth"] > BENT_DEG
-    for label, row in rows.items():  # mean |trunk tilt error| over the bent frames, degrees
-        row["bent_tilt_err_deg"] = float(np.abs(tilts[label][bent] - tilts["ground truth"][bent])
-                                         .mean()) if bent.any() else float("nan")
+    for label, err in bent_tilt_errors(tilts).items():
+        rows[label]["bent_tilt_err_deg"] = err
     table, tilt_table = format_table(rows), format_tilt_table(tilts)
     header = (f"vhakit demo: preset {preset}, h36m_like test ({len(test)} frames, "
               f"{test.num_views} views), {time.perf_counter() - t_start:.0f} s in total\n\n")
@@ -209,8 +217,8 @@ def run_demo(out_dir: Path | str = "runs/demo", preset: str = "tiny", seed: int 
     print("\n" + text, flush=True)
     recons.save(out_dir / "reconstructions.npz")
     worst = int(np.argmax(recons.mpve_mm("baseline (LMT-style) fitted")))
-    bent = recons.frame_names.index(test.names[int(np.argmax(tilts["ground truth"]))])
-    fig = plot_comparison(recons, sorted({0, bent, worst}), recons.methods)
+    most_bent = recons.frame_names.index(test.names[int(np.argmax(tilts["ground truth"]))])
+    fig = plot_comparison(recons, sorted({0, most_bent, worst}), recons.methods)
     fig.savefig(out_dir / "comparison.png", dpi=100)
     fig = Figure(figsize=(2.2 * test.num_views, 2.4))
     axes = fig.subplots(1, test.num_views)

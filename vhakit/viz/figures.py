@@ -223,6 +223,7 @@ def plot_learning_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
     """Test MPVE (mm) against training steps, one line per run (``{label: run folder}``, see
     :func:`eval_curve`). Returns a matplotlib ``Figure``, saved to ``out`` if given."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FormatStrFormatter
 
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.add_subplot()
@@ -230,13 +231,11 @@ def plot_learning_curves(runs: dict[str, str | os.PathLike], out: str | os.PathL
         curve = eval_curve(run)
         ax.plot([r["step"] for r in curve], [r["mpve_mm"] for r in curve], "o-", ms=3,
                 label=label)
-    from matplotlib.ticker import FormatStrFormatter
-
     ax.set(xlabel="training step (of each model)", ylabel="test MPVE, 108 vertices (mm)",
            yscale="log", title=title or "learning curves")
-    for axis in (ax.yaxis,):  # plain millimetres on the log axis, not 6x10^1
-        axis.set_major_formatter(FormatStrFormatter("%g"))
-        axis.set_minor_formatter(FormatStrFormatter("%g"))
+    # plain millimetres on the log axis, not 6x10^1
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
         ax.legend()
