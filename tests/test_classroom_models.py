@@ -251,3 +251,22 @@ def test_notebook_04_trains_when_asked(monkeypatch):
                       for o in c.get("outputs", []))
     assert "pretrained: False" in printed and "ready in" in printed
     assert "without the code loss" in printed  # exercise 2's solution trained its second BCP
+
+
+def test_card_curve_table_keeps_first_and_last_evaluation():
+    """Up to 8 evaluations per model, evenly spread, the first and the last always shown (also
+    for curves shorter than 8)."""
+    from vhakit.teaching.classroom_card import _curves_section
+
+    def curve(steps):
+        return [{"step": s, "epoch": 0, "mpve_mm": s / 10} for s in steps]
+
+    text = _curves_section({"frames": 4, "vha": curve([10, 20, 30]),
+                            "bcp": curve(range(1, 17)), "baseline": []})
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip()
+            for line in text.splitlines() if line.startswith("| V")}
+    assert rows["VHA (autoencoding)"] == "10: 1.0, 20: 2.0, 30: 3.0"
+    bcp = rows["VHA+BCP"].split(", ")
+    assert len(bcp) == 8 and bcp[0] == "1: 0.1" and bcp[-1] == "16: 1.6"
+    assert "baseline |" not in text
+    assert _curves_section(None) == "" and _curves_section({"frames": 4, "vha": []}) == ""

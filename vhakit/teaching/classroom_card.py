@@ -116,8 +116,8 @@ def _curves_section(curves: dict | None, points: int = 8) -> str:
         curve = curves.get(key) or []
         if not curve:
             continue
-        pick = sorted({round(i * (len(curve) - 1) / max(1, points - 1))
-                       for i in range(min(points, len(curve)))})
+        n = min(points, len(curve))
+        pick = sorted({round(i * (len(curve) - 1) / max(1, n - 1)) for i in range(n)})
         rows.append([label, ", ".join(f"{curve[i]['step']}: {curve[i]['mpve_mm']:.1f}"
                                       for i in pick)])
     return "\n".join([
