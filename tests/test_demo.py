@@ -48,9 +48,9 @@ def test_fast_demo_runs_end_to_end(tmp_path, monkeypatch, capsys):
 
 def test_tilt_table_numbers():
     """The bent frames' mean tilt and mean |error| by hand: true tilts 5, 30, 50 (two bent)."""
-    import numpy as np
-
     import math
+
+    import numpy as np
 
     from vhakit.experiments.demo import bent_tilt_errors, format_tilt_table
 
