@@ -77,3 +77,19 @@ def test_demo_cli_passes_out_and_seed(tmp_path, monkeypatch):
     assert main(["demo", "--out", str(tmp_path), "--seed", "3"]) == 0
     assert main(["demo"]) == 0
     assert [(str(c["out_dir"]), c["seed"]) for c in calls] == [(str(tmp_path), 3), ("runs/demo", 0)]
+
+
+def test_demo_budget(monkeypatch):
+    """The tiny demo trains longer than the tiny sweeps, from the pose-pretrained backbone, for
+    both predictors alike; other presets keep their sweep budget; fast mode the seconds one."""
+    from vhakit.experiments.demo import demo_budget
+    from vhakit.experiments.pipeline import BUDGETS
+
+    monkeypatch.delenv("VHAKIT_FAST", raising=False)
+    b = demo_budget("tiny")
+    assert (b.data_preset, b.vha_steps, b.epochs, b.min_steps) == ("tiny", 3000, 20.0, 0)
+    assert b.overrides["bcp"] == b.overrides["baseline"] == {"backbone_init": "pose2d"}
+    assert b.overrides["vha"] == BUDGETS["tiny"].overrides["vha"]
+    assert demo_budget("teaching") == BUDGETS["teaching"]
+    monkeypatch.setenv("VHAKIT_FAST", "1")
+    assert demo_budget("tiny") == BUDGETS["fast"]
